@@ -1,0 +1,42 @@
+use super::views::LeakReport;
+use std::time::Duration;
+use thiserror::Error;
+
+/// A storage failure. To a caller it means: the outcome of the operation is unknown to it, but
+/// the operation was applied whole or not at all (every write is one transaction).
+#[derive(Debug, Error)]
+pub enum DbError {
+    #[error("{holder}: {source}")]
+    Sqlx {
+        holder: &'static str,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("{holder}: no connection available within {waited:?} (pool exhausted)")]
+    AcquireTimeout {
+        holder: &'static str,
+        waited: Duration,
+    },
+    #[error("the database is closed")]
+    Closed,
+    #[error("invalid database URL: {0}")]
+    BadUrl(String),
+    #[error("migrating the database failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error(transparent)]
+    Leak(#[from] Box<LeakReport>),
+}
+
+impl DbError {
+    pub(crate) fn sqlx(holder: &'static str, source: sqlx::Error) -> Self {
+        match source {
+            sqlx::Error::PoolClosed => DbError::Closed,
+            source => DbError::Sqlx { holder, source },
+        }
+    }
+
+    /// A unique constraint refused the write: a concurrent twin got there first.
+    pub fn is_unique_violation(&self) -> bool {
+        matches!(self, DbError::Sqlx { source: sqlx::Error::Database(e), .. } if e.is_unique_violation())
+    }
+}

@@ -1,0 +1,416 @@
+//! Everything that touches sqlx. The rest of the crate sees only [`Db`], the guards
+//! [`Session`] and [`Tx`], [`sql`] statements and rows.
+//!
+//! One code path serves SQLite and PostgreSQL: sqlx's `Any` driver, `$1` placeholders (SQLite
+//! accepts them), and a schema that uses only types both map the same way (BIGINT, TEXT).
+//! Dialect differences are confined to `migrations/{sqlite,postgres}` and to [`Backend`].
+
+mod error;
+mod guard;
+mod ledger;
+pub mod scratch;
+mod server;
+mod views;
+
+pub use error::DbError;
+pub use guard::{Session, Statement, Tx, get, sql};
+pub use ledger::{GuardKind, Holding, Ledger, LedgerView};
+pub use sqlx::Row;
+pub use sqlx::any::AnyRow as DbRow;
+pub use views::{LeakReport, PoolView, ServerView, SessionViews};
+
+use server::Probe;
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyConnection, AnyPool};
+use sqlx::{Connection, Executor};
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::Mutex;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Pool settings. Every one is chosen on purpose; the reasons are beside the defaults.
+#[derive(Debug, Clone)]
+pub struct PoolConfig {
+    /// PostgreSQL: a backend process per connection; 8 saturates two cores without queueing
+    /// in the server. SQLite: one writer at a time anyway; 4 lets readers overlap a writer.
+    pub max_connections: u32,
+    /// How long a caller may wait for a connection. Short (5 s, not sqlx's 30 s): under
+    /// overload a caller gets a clear `AcquireTimeout` error instead of a hang.
+    pub acquire_timeout: Duration,
+    /// Off: sqlx already pings every connection when it is released, so an idle connection
+    /// was healthy when parked. One that dies while idle fails its first statement, and the
+    /// operation reports a storage error with nothing applied. Saves a round trip per checkout.
+    pub test_before_acquire: bool,
+    /// Idle connections close after a minute, so a quiet service holds no server sessions.
+    pub idle_timeout: Option<Duration>,
+    /// Connections are replaced after 30 minutes, bounding per-backend memory and statement caches.
+    pub max_lifetime: Option<Duration>,
+}
+
+impl PoolConfig {
+    pub fn for_backend(backend: Backend) -> Self {
+        Self {
+            max_connections: match backend {
+                Backend::Postgres => 8,
+                Backend::Sqlite => 4,
+            },
+            acquire_timeout: Duration::from_secs(5),
+            test_before_acquire: false,
+            idle_timeout: Some(Duration::from_secs(60)),
+            max_lifetime: Some(Duration::from_secs(30 * 60)),
+        }
+    }
+}
+
+/// How long `quiesce` and `close` wait for the views to settle before calling it a leak.
+/// sqlx returns a dropped connection in a spawned task and sends a dropped transaction's
+/// rollback on release, so "zero" is reached shortly after an operation, not at once.
+pub const SETTLE_DEADLINE: Duration = Duration::from_secs(5);
+
+/// A database: the pool, its ledger and its server probe. Cheap to clone.
+#[derive(Clone)]
+pub struct Db {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    pool: AnyPool,
+    backend: Backend,
+    ledger: Arc<Ledger>,
+    application_name: String,
+    probe: Mutex<Probe>,
+}
+
+static NEXT_DB: AtomicU64 = AtomicU64::new(0);
+
+impl Db {
+    /// Connects to `sqlite://path/to/file.db` (created if missing, WAL mode) or
+    /// `postgres://…`, and brings the schema up to date.
+    pub async fn connect(url: &str) -> Result<Self, DbError> {
+        let backend = Backend::of_url(url)?;
+        Self::connect_with(url, PoolConfig::for_backend(backend)).await
+    }
+
+    pub async fn connect_with(url: &str, config: PoolConfig) -> Result<Self, DbError> {
+        sqlx::any::install_default_drivers();
+        let backend = Backend::of_url(url)?;
+        let application_name = format!(
+            "leakproof-{}-{}-{:04x}",
+            std::process::id(),
+            NEXT_DB.fetch_add(1, Ordering::Relaxed),
+            rand::random::<u16>()
+        );
+        let (pool_url, probe) = match backend {
+            Backend::Sqlite => {
+                let path = sqlite_path(url)?;
+                let pool_url = format!("sqlite://{}?mode=rwc", path.display());
+                (pool_url, Probe::Sqlite { path, probe: None })
+            }
+            Backend::Postgres => {
+                let pool_url = with_query(url, "application_name", &application_name)?;
+                let monitor_url =
+                    with_query(url, "application_name", &format!("{application_name}-monitor"))?;
+                let probe = Probe::Postgres {
+                    monitor_url,
+                    application_name: application_name.clone(),
+                    monitor: None,
+                };
+                (pool_url, probe)
+            }
+        };
+        let options = AnyConnectOptions::from_str(&pool_url)
+            .map_err(|e| DbError::BadUrl(format!("{}: {e}", redact(url))))?;
+
+        prepare(&options, backend).await?;
+
+        let pool = AnyPoolOptions::new()
+            .max_connections(config.max_connections)
+            // None kept warm: an idle service holds no sessions, and `close` has nothing to race.
+            .min_connections(0)
+            .acquire_timeout(config.acquire_timeout)
+            .test_before_acquire(config.test_before_acquire)
+            .idle_timeout(config.idle_timeout)
+            .max_lifetime(config.max_lifetime)
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // WAL makes NORMAL safe against corruption; it only risks the last
+                        // commits on power loss, which a test harness can afford.
+                        conn.execute("PRAGMA synchronous = NORMAL").await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_lazy_with(options);
+
+        Ok(Self {
+            shared: Arc::new(Shared {
+                pool,
+                backend,
+                ledger: Arc::new(Ledger::default()),
+                application_name,
+                probe: Mutex::new(probe),
+            }),
+        })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.shared.backend
+    }
+
+    /// The PostgreSQL `application_name` of this pool's connections (unique per `Db`).
+    pub fn application_name(&self) -> &str {
+        &self.shared.application_name
+    }
+
+    pub fn ledger(&self) -> &Ledger {
+        &self.shared.ledger
+    }
+
+    /// A connection for one operation, in autocommit mode. `holder` names the operation.
+    pub async fn session(&self, holder: &'static str) -> Result<Session, DbError> {
+        let conn = self
+            .shared
+            .pool
+            .acquire()
+            .await
+            .map_err(|e| self.acquire_error(holder, e))?;
+        Ok(Session {
+            conn,
+            holder,
+            _ticket: self.shared.ledger.open(holder, GuardKind::Session),
+        })
+    }
+
+    /// A transaction for one write. SQLite takes the write lock up front (`BEGIN IMMEDIATE`):
+    /// a deferred transaction that upgrades later can fail with `SQLITE_BUSY` that no busy
+    /// timeout resolves.
+    pub async fn tx(&self, holder: &'static str) -> Result<Tx, DbError> {
+        let begun = match self.shared.backend {
+            Backend::Sqlite => self.shared.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.shared.pool.begin().await,
+        };
+        let tx = begun.map_err(|e| self.acquire_error(holder, e))?;
+        Ok(Tx {
+            tx,
+            holder,
+            _ticket: self.shared.ledger.open(holder, GuardKind::Transaction),
+        })
+    }
+
+    fn acquire_error(&self, holder: &'static str, error: sqlx::Error) -> DbError {
+        match error {
+            sqlx::Error::PoolTimedOut => DbError::AcquireTimeout {
+                holder,
+                waited: self.shared.pool.options().get_acquire_timeout(),
+            },
+            other => DbError::sqlx(holder, other),
+        }
+    }
+
+    pub fn pool_view(&self) -> PoolView {
+        PoolView {
+            size: self.shared.pool.size(),
+            idle: u32::try_from(self.shared.pool.num_idle()).unwrap_or(u32::MAX),
+        }
+    }
+
+    pub async fn server_view(&self) -> Result<ServerView, DbError> {
+        self.shared.probe.lock().await.view().await
+    }
+
+    /// All three views, taken one after another (not atomically: use at quiescence).
+    pub async fn views(&self) -> Result<SessionViews, DbError> {
+        let server = self.server_view().await?;
+        Ok(SessionViews {
+            ledger: self.shared.ledger.view(),
+            pool: self.pool_view(),
+            server,
+        })
+    }
+
+    /// Waits, at most `deadline`, until no view shows an open session; else reports the leak.
+    pub async fn quiesce(&self, deadline: Duration) -> Result<SessionViews, DbError> {
+        let exact = self.shared.backend == Backend::Postgres;
+        settle(deadline, "quiescence", async || self.views().await, |v| {
+            v.is_quiescent(exact)
+        })
+        .await
+    }
+
+    /// Closes the pool and waits, at most `deadline`, until every view is at zero: the ledger,
+    /// the pool and the server. A leaked connection is reported, never waited for forever.
+    pub async fn close(&self, deadline: Duration) -> Result<SessionViews, DbError> {
+        let start = Instant::now();
+        // `Pool::close` waits for every checked-out connection; a leaked one never comes back.
+        let _ = tokio::time::timeout(deadline, self.shared.pool.close()).await;
+        let mut probe = self.shared.probe.lock().await;
+        if self.shared.backend == Backend::Sqlite {
+            probe.shut().await;
+        }
+        let remaining = deadline.saturating_sub(start.elapsed());
+        let views = async || {
+            let server = probe_view_after_close(&mut probe).await?;
+            Ok(SessionViews {
+                ledger: self.shared.ledger.view(),
+                pool: self.pool_view(),
+                server,
+            })
+        };
+        let result = settle(remaining, "close", views, SessionViews::is_closed).await;
+        probe.shut().await;
+        result
+    }
+}
+
+async fn probe_view_after_close(probe: &mut Probe) -> Result<ServerView, DbError> {
+    match probe {
+        // The write-lock probe would reopen a connection; after close only descriptors count.
+        Probe::Sqlite { .. } => Ok(ServerView {
+            connections: probe_descriptors(probe),
+            ..ServerView::default()
+        }),
+        Probe::Postgres { .. } => probe.view().await,
+    }
+}
+
+fn probe_descriptors(probe: &Probe) -> u32 {
+    match probe {
+        Probe::Sqlite { path, .. } => server::open_descriptors(path),
+        Probe::Postgres { .. } => 0,
+    }
+}
+
+/// Polls `views` until `done` holds or `deadline` passes, backing off from 1 ms to 20 ms.
+async fn settle<F>(
+    deadline: Duration,
+    waiting_for: &'static str,
+    mut views: F,
+    done: impl Fn(&SessionViews) -> bool,
+) -> Result<SessionViews, DbError>
+where
+    F: AsyncFnMut() -> Result<SessionViews, DbError>,
+{
+    let start = Instant::now();
+    let mut pause = Duration::from_millis(1);
+    loop {
+        let now = views().await?;
+        if done(&now) {
+            return Ok(now);
+        }
+        if start.elapsed() >= deadline {
+            return Err(DbError::Leak(Box::new(LeakReport {
+                waiting_for,
+                waited: start.elapsed(),
+                views: now,
+            })));
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(20));
+    }
+}
+
+impl Backend {
+    pub fn of_url(url: &str) -> Result<Self, DbError> {
+        if url.starts_with("sqlite:") {
+            Ok(Backend::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Backend::Postgres)
+        } else {
+            Err(DbError::BadUrl(format!(
+                "{}: expected sqlite://path/to/file.db or postgres://user@host/db",
+                redact(url)
+            )))
+        }
+    }
+}
+
+/// The file behind a SQLite URL. In-memory databases are refused: their shared cache vanishes
+/// with the last connection, so a pool that idles out its connections loses the data.
+fn sqlite_path(url: &str) -> Result<PathBuf, DbError> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .unwrap_or(url);
+    let path = rest.split('?').next().unwrap_or_default();
+    if path.is_empty() || path.contains(":memory:") || url.contains("mode=memory") {
+        return Err(DbError::BadUrl(format!(
+            "{url}: leakproof needs a SQLite file (sqlite://path/to/file.db), not an in-memory database"
+        )));
+    }
+    let path = PathBuf::from(path);
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&parent)
+        .map_err(|e| DbError::BadUrl(format!("{url}: cannot create {}: {e}", parent.display())))?;
+    let parent = parent
+        .canonicalize()
+        .map_err(|e| DbError::BadUrl(format!("{url}: {e}")))?;
+    let file = path
+        .file_name()
+        .ok_or_else(|| DbError::BadUrl(format!("{url}: no file name")))?;
+    Ok(parent.join(file))
+}
+
+/// `url` with the query parameter `key` set to `value`.
+pub(crate) fn with_query(url: &str, key: &str, value: &str) -> Result<String, DbError> {
+    let mut parsed =
+        url::Url::parse(url).map_err(|e| DbError::BadUrl(format!("{}: {e}", redact(url))))?;
+    let kept: Vec<(String, String)> = parsed
+        .query_pairs()
+        .filter(|(k, _)| k != key)
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    parsed
+        .query_pairs_mut()
+        .clear()
+        .extend_pairs(kept)
+        .append_pair(key, value);
+    Ok(parsed.to_string())
+}
+
+/// A URL safe to print: the password, if any, replaced.
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Before the pool exists: WAL for SQLite (a persistent property of the file, and it needs an
+/// exclusive lock, so once here rather than per connection), then the migrations.
+async fn prepare(options: &AnyConnectOptions, backend: Backend) -> Result<(), DbError> {
+    const HOLDER: &str = "db.migrate";
+    let mut conn = AnyConnection::connect_with(options)
+        .await
+        .map_err(|e| DbError::sqlx(HOLDER, e))?;
+    let result = async {
+        if backend == Backend::Sqlite {
+            conn.execute("PRAGMA journal_mode = WAL")
+                .await
+                .map_err(|e| DbError::sqlx(HOLDER, e))?;
+        }
+        let migrator = match backend {
+            Backend::Sqlite => sqlx::migrate!("migrations/sqlite"),
+            Backend::Postgres => sqlx::migrate!("migrations/postgres"),
+        };
+        migrator.run(&mut conn).await?;
+        Ok(())
+    }
+    .await;
+    let closed = conn.close().await.map_err(|e| DbError::sqlx(HOLDER, e));
+    result.and(closed)
+}

@@ -1,0 +1,113 @@
+//! Three independent views of open sessions. Each can catch what another misses:
+//! the ledger sees a guard that was forgotten (`mem::forget`) before sqlx ever knew; the pool
+//! sees a connection that never came back; the server sees a transaction left open and a
+//! connection that outlived its pool.
+
+use super::ledger::LedgerView;
+use std::fmt;
+use std::time::Duration;
+
+/// sqlx's own count: connections it created and has not got back.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PoolView {
+    pub size: u32,
+    pub idle: u32,
+}
+
+impl PoolView {
+    pub fn checked_out(&self) -> u32 {
+        self.size.saturating_sub(self.idle)
+    }
+}
+
+/// What the database server (or, for SQLite, the operating system) sees of this `Db`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ServerView {
+    /// PostgreSQL: backends with this pool's `application_name`.
+    /// SQLite: file descriptors this process holds on the database file (one per connection;
+    /// SQLite may keep a closed connection's descriptor until no lock remains in the process).
+    pub connections: u32,
+    /// PostgreSQL: backends running a statement. SQLite: not observable, always 0.
+    pub active: u32,
+    /// PostgreSQL: backends `idle in transaction` (or aborted). SQLite: 1 if a `BEGIN IMMEDIATE`
+    /// probe finds the write lock taken.
+    pub in_transaction: u32,
+}
+
+/// The three views, taken together.
+#[derive(Debug, Clone, Default)]
+pub struct SessionViews {
+    pub ledger: LedgerView,
+    pub pool: PoolView,
+    pub server: ServerView,
+}
+
+impl SessionViews {
+    /// No session open by any view: what must hold whenever no operation runs.
+    /// Connections idle in the pool are not sessions; the server must see no more of them than
+    /// the pool has (fewer only on SQLite, where descriptors are a bound, not a count).
+    pub fn is_quiescent(&self, exact_server_connections: bool) -> bool {
+        let server_matches_pool = if exact_server_connections {
+            self.server.connections == self.pool.size
+        } else {
+            self.server.connections >= self.pool.size
+        };
+        self.ledger.open == 0
+            && self.pool.checked_out() == 0
+            && self.server.active == 0
+            && self.server.in_transaction == 0
+            && server_matches_pool
+    }
+
+    /// Nothing left at all: what must hold after `Db::close`.
+    pub fn is_closed(&self) -> bool {
+        self.ledger.open == 0 && self.pool.size == 0 && self.server.connections == 0
+    }
+}
+
+impl fmt::Display for SessionViews {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "ledger {} open; pool {} checked out of {}; server {} connections, {} active, {} in transaction",
+            self.ledger.open,
+            self.pool.checked_out(),
+            self.pool.size,
+            self.server.connections,
+            self.server.active,
+            self.server.in_transaction
+        )
+    }
+}
+
+/// Sessions still open after a bounded wait, with the ledger's word on who holds them.
+#[derive(Debug, Clone)]
+pub struct LeakReport {
+    /// What the wait was for: `quiescence` between operations, or `close`.
+    pub waiting_for: &'static str,
+    pub waited: Duration,
+    pub views: SessionViews,
+}
+
+impl fmt::Display for LeakReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "session leak: no {} after {:?} ({})",
+            self.waiting_for, self.waited, self.views
+        )?;
+        for h in &self.views.ledger.holders {
+            write!(
+                f,
+                "; held by {} ({:?} #{}, for {:?})",
+                h.holder,
+                h.kind,
+                h.id,
+                h.held_for()
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for LeakReport {}
