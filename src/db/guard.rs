@@ -42,7 +42,10 @@ impl Tx {
 
     pub async fn rollback(self) -> Result<(), DbError> {
         let holder = self.holder;
-        self.tx.rollback().await.map_err(|e| DbError::sqlx(holder, e))
+        self.tx
+            .rollback()
+            .await
+            .map_err(|e| DbError::sqlx(holder, e))
     }
 }
 

@@ -49,7 +49,9 @@ impl Ledger {
     fn state(&self) -> MutexGuard<'_, State> {
         // A panic while holding this lock cannot leave `State` inconsistent: every mutation is
         // a single insert or remove. Keep counting after a poison.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub(crate) fn open(self: &Arc<Self>, holder: &'static str, kind: GuardKind) -> Ticket {

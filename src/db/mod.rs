@@ -25,8 +25,8 @@ use sqlx::{AnyConnection, AnyPool};
 use sqlx::{Connection, Executor};
 use std::path::PathBuf;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
 
@@ -116,8 +116,11 @@ impl Db {
             }
             Backend::Postgres => {
                 let pool_url = with_query(url, "application_name", &application_name)?;
-                let monitor_url =
-                    with_query(url, "application_name", &format!("{application_name}-monitor"))?;
+                let monitor_url = with_query(
+                    url,
+                    "application_name",
+                    &format!("{application_name}-monitor"),
+                )?;
                 let probe = Probe::Postgres {
                     monitor_url,
                     application_name: application_name.clone(),
@@ -240,9 +243,13 @@ impl Db {
     /// Waits, at most `deadline`, until no view shows an open session; else reports the leak.
     pub async fn quiesce(&self, deadline: Duration) -> Result<SessionViews, DbError> {
         let exact = self.shared.backend == Backend::Postgres;
-        settle(deadline, "quiescence", async || self.views().await, |v| {
-            v.is_quiescent(exact)
-        })
+        settle(
+            Instant::now(),
+            deadline,
+            "quiescence",
+            async || self.views().await,
+            |v| v.is_quiescent(exact),
+        )
         .await
     }
 
@@ -256,7 +263,6 @@ impl Db {
         if self.shared.backend == Backend::Sqlite {
             probe.shut().await;
         }
-        let remaining = deadline.saturating_sub(start.elapsed());
         let views = async || {
             let server = probe_view_after_close(&mut probe).await?;
             Ok(SessionViews {
@@ -265,7 +271,7 @@ impl Db {
                 server,
             })
         };
-        let result = settle(remaining, "close", views, SessionViews::is_closed).await;
+        let result = settle(start, deadline, "close", views, SessionViews::is_closed).await;
         probe.shut().await;
         result
     }
@@ -289,8 +295,10 @@ fn probe_descriptors(probe: &Probe) -> u32 {
     }
 }
 
-/// Polls `views` until `done` holds or `deadline` passes, backing off from 1 ms to 20 ms.
+/// Polls `views` until `done` holds or `deadline` (counted from `start`) passes, backing off
+/// from 1 ms to 20 ms.
 async fn settle<F>(
+    start: Instant,
     deadline: Duration,
     waiting_for: &'static str,
     mut views: F,
@@ -299,7 +307,6 @@ async fn settle<F>(
 where
     F: AsyncFnMut() -> Result<SessionViews, DbError>,
 {
-    let start = Instant::now();
     let mut pause = Duration::from_millis(1);
     loop {
         let now = views().await?;

@@ -78,18 +78,18 @@ impl Probe {
                         )
                     }
                 };
-                let in_transaction = match sqlx::raw_sql("BEGIN IMMEDIATE").execute(&mut *probe).await
-                {
-                    Ok(_) => {
-                        sqlx::raw_sql("ROLLBACK")
-                            .execute(&mut *probe)
-                            .await
-                            .map_err(|e| DbError::sqlx(HOLDER, e))?;
-                        0
-                    }
-                    Err(sqlx::Error::Database(_)) => 1,
-                    Err(e) => return Err(DbError::sqlx(HOLDER, e)),
-                };
+                let in_transaction =
+                    match sqlx::raw_sql("BEGIN IMMEDIATE").execute(&mut *probe).await {
+                        Ok(_) => {
+                            sqlx::raw_sql("ROLLBACK")
+                                .execute(&mut *probe)
+                                .await
+                                .map_err(|e| DbError::sqlx(HOLDER, e))?;
+                            0
+                        }
+                        Err(sqlx::Error::Database(_)) => 1,
+                        Err(e) => return Err(DbError::sqlx(HOLDER, e)),
+                    };
                 Ok(ServerView {
                     connections: descriptors,
                     active: 0,

@@ -111,3 +111,75 @@ impl fmt::Display for LeakReport {
 }
 
 impl std::error::Error for LeakReport {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::ledger::{GuardKind, Holding};
+    use std::time::Instant;
+
+    fn quiet() -> SessionViews {
+        SessionViews {
+            pool: PoolView { size: 2, idle: 2 },
+            server: ServerView {
+                connections: 2,
+                ..ServerView::default()
+            },
+            ..SessionViews::default()
+        }
+    }
+
+    /// Every clause of the quiescence check fails on its own seeded violation.
+    #[test]
+    fn each_view_alone_breaks_quiescence() {
+        assert!(quiet().is_quiescent(true));
+        let mut ledger = quiet();
+        ledger.ledger.open = 1;
+        ledger.ledger.holders.push(Holding {
+            id: 7,
+            holder: "op.x",
+            kind: GuardKind::Session,
+            since: Instant::now(),
+        });
+        let mut pool = quiet();
+        pool.pool.idle = 1;
+        let mut active = quiet();
+        active.server.active = 1;
+        let mut in_tx = quiet();
+        in_tx.server.in_transaction = 1;
+        let mut stray = quiet();
+        stray.server.connections = 3;
+        let mut missing = quiet();
+        missing.server.connections = 1;
+        for (name, views) in [
+            ("ledger", &ledger),
+            ("pool", &pool),
+            ("active", &active),
+            ("in_tx", &in_tx),
+        ] {
+            assert!(!views.is_quiescent(true), "{name}");
+            assert!(!views.is_quiescent(false), "{name}");
+        }
+        assert!(!stray.is_quiescent(true));
+        assert!(!missing.is_quiescent(true));
+        assert!(
+            !missing.is_quiescent(false),
+            "fewer descriptors than connections"
+        );
+        let report = LeakReport {
+            waiting_for: "quiescence",
+            waited: Duration::from_millis(5),
+            views: ledger,
+        };
+        assert!(report.to_string().contains("held by op.x (Session #7"));
+    }
+
+    #[test]
+    fn closed_means_nothing_anywhere() {
+        assert!(SessionViews::default().is_closed());
+        assert!(!quiet().is_closed());
+        let mut server_only = SessionViews::default();
+        server_only.server.connections = 1;
+        assert!(!server_only.is_closed());
+    }
+}

@@ -32,7 +32,13 @@ impl CrateName {
 /// Case-folded, `_` read as `-`: the uniqueness key of a crate name (or of a name pattern).
 pub fn crate_key(raw: &str) -> String {
     raw.chars()
-        .map(|c| if c == '_' { '-' } else { c.to_ascii_lowercase() })
+        .map(|c| {
+            if c == '_' {
+                '-'
+            } else {
+                c.to_ascii_lowercase()
+            }
+        })
         .collect()
 }
 
@@ -49,7 +55,9 @@ impl Login {
         let bytes = raw.as_bytes();
         let valid = !bytes.is_empty()
             && bytes.len() <= MAX_LOGIN
-            && bytes.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-')
+            && bytes
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || *b == b'-')
             && bytes.first() != Some(&b'-')
             && bytes.last() != Some(&b'-')
             && !raw.contains("--");
@@ -73,7 +81,11 @@ mod tests {
             assert!(CrateName::parse(ok).is_ok(), "{ok}");
         }
         for bad in ["", "1abc", "-a", "_a", "a b", "a.b", "é", &"a".repeat(65)] {
-            assert_eq!(CrateName::parse(bad), Err(Rejection::InvalidCrateName), "{bad}");
+            assert_eq!(
+                CrateName::parse(bad),
+                Err(Rejection::InvalidCrateName),
+                "{bad}"
+            );
         }
         assert_eq!(
             CrateName::parse("Foo_Bar").map(|n| n.key),

@@ -23,7 +23,8 @@ pub fn check_challenge(
         (Some(_), Some(m)) if m != METHOD_S256 => Err(Rejection::PkceMethodUnsupported),
         (Some(c), Some(_)) => {
             let well_formed = c.len() == 43
-                && c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+                && c.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
             if well_formed {
                 Ok(Some(c.to_owned()))
             } else {
@@ -71,7 +72,10 @@ mod tests {
     #[test]
     fn rfc7636_appendix_b_vector() {
         let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
-        assert_eq!(s256(verifier), "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM");
+        assert_eq!(
+            s256(verifier),
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        );
         assert_eq!(verify(Some(&s256(verifier)), Some(verifier)), Ok(()));
     }
 
@@ -79,10 +83,22 @@ mod tests {
     fn only_s256_with_a_well_formed_challenge() {
         let c = s256(&"a".repeat(43));
         assert_eq!(check_challenge(Some(&c), Some("S256")), Ok(Some(c.clone())));
-        assert_eq!(check_challenge(Some(&c), Some("plain")), Err(Rejection::PkceMethodUnsupported));
-        assert_eq!(check_challenge(Some(&c), None), Err(Rejection::PkceMethodUnsupported));
-        assert_eq!(check_challenge(None, Some("S256")), Err(Rejection::MalformedCodeChallenge));
-        assert_eq!(check_challenge(Some("short"), Some("S256")), Err(Rejection::MalformedCodeChallenge));
+        assert_eq!(
+            check_challenge(Some(&c), Some("plain")),
+            Err(Rejection::PkceMethodUnsupported)
+        );
+        assert_eq!(
+            check_challenge(Some(&c), None),
+            Err(Rejection::PkceMethodUnsupported)
+        );
+        assert_eq!(
+            check_challenge(None, Some("S256")),
+            Err(Rejection::MalformedCodeChallenge)
+        );
+        assert_eq!(
+            check_challenge(Some("short"), Some("S256")),
+            Err(Rejection::MalformedCodeChallenge)
+        );
         assert_eq!(check_challenge(None, None), Ok(None));
     }
 
@@ -90,9 +106,18 @@ mod tests {
     fn verification_failures_are_distinct() {
         let v = "v".repeat(43);
         let c = s256(&v);
-        assert_eq!(verify(Some(&c), Some(&"w".repeat(43))), Err(Rejection::VerifierMismatch));
+        assert_eq!(
+            verify(Some(&c), Some(&"w".repeat(43))),
+            Err(Rejection::VerifierMismatch)
+        );
         assert_eq!(verify(Some(&c), None), Err(Rejection::VerifierMissing));
-        assert_eq!(verify(None, Some(&v)), Err(Rejection::VerifierWithoutChallenge));
-        assert_eq!(verify(Some(&c), Some("short")), Err(Rejection::MalformedCodeVerifier));
+        assert_eq!(
+            verify(None, Some(&v)),
+            Err(Rejection::VerifierWithoutChallenge)
+        );
+        assert_eq!(
+            verify(Some(&c), Some("short")),
+            Err(Rejection::MalformedCodeVerifier)
+        );
     }
 }

@@ -27,9 +27,8 @@ pub fn validate(uri: &str) -> Result<(), Rejection> {
         "http" => is_loopback(uri),
         _ => false,
     };
-    let clean = parsed.fragment().is_none()
-        && parsed.username().is_empty()
-        && parsed.password().is_none();
+    let clean =
+        parsed.fragment().is_none() && parsed.username().is_empty() && parsed.password().is_none();
     if scheme_ok && clean {
         Ok(())
     } else {
@@ -106,8 +105,14 @@ mod tests {
         assert!(!matches("https://a.example/cb", "https://A.example/cb"));
         assert!(!matches("https://a.example/cb", "https://a.example:443/cb"));
         assert!(matches("http://127.0.0.1/cb", "http://127.0.0.1:51234/cb"));
-        assert!(matches("http://127.0.0.1:80/cb", "http://127.0.0.1:51234/cb"));
-        assert!(!matches("http://127.0.0.1/cb", "http://127.0.0.1:51234/other"));
+        assert!(matches(
+            "http://127.0.0.1:80/cb",
+            "http://127.0.0.1:51234/cb"
+        ));
+        assert!(!matches(
+            "http://127.0.0.1/cb",
+            "http://127.0.0.1:51234/other"
+        ));
         assert!(!matches("http://127.0.0.1/cb", "http://[::1]:51234/cb"));
     }
 }

@@ -4,7 +4,19 @@
 use thiserror::Error;
 
 /// A request refused by a rule. Deterministic: the model predicts it exactly.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Error, strum::IntoStaticStr, strum::EnumIter)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Error,
+    strum::IntoStaticStr,
+    strum::EnumIter,
+)]
 pub enum Rejection {
     // Malformed input.
     #[error("field `{field}` is longer than {max} bytes")]
@@ -13,7 +25,9 @@ pub enum Rejection {
     MissingParameter { name: &'static str },
     #[error("too many {what} (at most {max})")]
     TooMany { what: &'static str, max: usize },
-    #[error("invalid crate name: ASCII letters, digits, `-` and `_`, starting with a letter, 1 to 64 characters")]
+    #[error(
+        "invalid crate name: ASCII letters, digits, `-` and `_`, starting with a letter, 1 to 64 characters"
+    )]
     InvalidCrateName,
     #[error("invalid version: not a semantic version (semver.org)")]
     InvalidVersion,
@@ -21,9 +35,13 @@ pub enum Rejection {
     InvalidChecksum,
     #[error("invalid login: 1 to 39 letters, digits or single inner hyphens")]
     InvalidLogin,
-    #[error("invalid scope: expected space-separated tokens like `publish-update` or `yank:serde*`")]
+    #[error(
+        "invalid scope: expected space-separated tokens like `publish-update` or `yank:serde*`"
+    )]
     InvalidScope,
-    #[error("invalid redirect URI: https, or http on a loopback IP literal; no fragment, no userinfo")]
+    #[error(
+        "invalid redirect URI: https, or http on a loopback IP literal; no fragment, no userinfo"
+    )]
     InvalidRedirectUri,
     #[error("invalid client name: 1 to 100 printable characters")]
     InvalidClientName,
@@ -136,11 +154,19 @@ impl Rejection {
             UnknownClient | ClientAuthFailed => "invalid_client",
             UnsupportedGrantType => "unsupported_grant_type",
             UnauthorizedClient => "unauthorized_client",
-            CodeUnknown | CodeReused | CodeExpired | CodeClientMismatch | CodeRedirectMismatch
-            | VerifierMismatch | VerifierMissing | VerifierWithoutChallenge | RefreshUnknown
-            | RefreshClientMismatch | RefreshRevoked | RefreshReused | RefreshExpired => {
-                "invalid_grant"
-            }
+            CodeUnknown
+            | CodeReused
+            | CodeExpired
+            | CodeClientMismatch
+            | CodeRedirectMismatch
+            | VerifierMismatch
+            | VerifierMissing
+            | VerifierWithoutChallenge
+            | RefreshUnknown
+            | RefreshClientMismatch
+            | RefreshRevoked
+            | RefreshReused
+            | RefreshExpired => "invalid_grant",
         }
     }
 
@@ -152,6 +178,9 @@ impl Rejection {
     /// At the authorization endpoint, these are shown to the user and never redirected
     /// (RFC 6749 §4.1.2.1): the redirect URI itself is not trusted.
     pub fn never_redirected(&self) -> bool {
-        matches!(self, Rejection::UnknownClient | Rejection::RedirectUriMismatch)
+        matches!(
+            self,
+            Rejection::UnknownClient | Rejection::RedirectUriMismatch
+        )
     }
 }

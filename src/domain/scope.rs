@@ -3,8 +3,8 @@
 //! `publish-update` allows updating any crate the user owns; `publish-update:serde*` only crates
 //! whose name (as a key) starts with `serde`; `yank:serde_json` only `serde-json`.
 
-use super::names::crate_key;
 use super::Rejection;
+use super::names::crate_key;
 use std::collections::BTreeSet;
 use std::fmt;
 
@@ -52,7 +52,9 @@ impl CratePattern {
             Some(body) => (body, true),
             None => (raw, false),
         };
-        let body_ok = body.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        let body_ok = body
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
         if !body_ok || (body.is_empty() && !wildcard) {
             return None;
         }
@@ -194,7 +196,14 @@ mod tests {
         assert_eq!(scope.to_string(), "publish-new yank:serde-*");
         assert_eq!(Scope::parse(&scope.to_string()).unwrap(), scope);
         assert_eq!(Scope::parse("").unwrap(), Scope::default());
-        for bad in ["read", "yank:", "yank:a.b", "yank  publish-new", " yank", "yank:a*b"] {
+        for bad in [
+            "read",
+            "yank:",
+            "yank:a.b",
+            "yank  publish-new",
+            " yank",
+            "yank:a*b",
+        ] {
             assert_eq!(Scope::parse(bad), Err(Rejection::InvalidScope), "{bad:?}");
         }
     }

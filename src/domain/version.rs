@@ -66,12 +66,24 @@ mod tests {
 
     #[test]
     fn malformed_versions_and_checksums_are_rejected() {
-        for bad in ["", "1", "1.0", "v1.0.0", "01.0.0", "1.0.0-", &format!("1.0.0-{}", "a".repeat(64))] {
+        for bad in [
+            "",
+            "1",
+            "1.0",
+            "v1.0.0",
+            "01.0.0",
+            "1.0.0-",
+            &format!("1.0.0-{}", "a".repeat(64)),
+        ] {
             assert_eq!(Version::parse(bad), Err(Rejection::InvalidVersion), "{bad}");
         }
         assert!(Checksum::parse(&Checksum::of(b"x").0).is_ok());
         for bad in ["", "abc", &"A".repeat(64), &"g".repeat(64), &"a".repeat(65)] {
-            assert_eq!(Checksum::parse(bad), Err(Rejection::InvalidChecksum), "{bad}");
+            assert_eq!(
+                Checksum::parse(bad),
+                Err(Rejection::InvalidChecksum),
+                "{bad}"
+            );
         }
     }
 }

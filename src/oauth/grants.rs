@@ -1,11 +1,14 @@
 //! The token endpoint's three grants, revocation (RFC 7009) and introspection (RFC 7662).
 
 use super::tokens::{issue, new_grant, revoke_grant};
-use super::{ClientAuth, MAX_SECRET, OAuth, TokenResponse, authenticate, check_client_secret, requested_scope};
+use super::{
+    ClientAuth, MAX_SECRET, OAuth, TokenResponse, authenticate, check_client_secret,
+    requested_scope,
+};
+use crate::Result;
 use crate::db::{Tx, get, sql};
 use crate::domain::secret::hash;
 use crate::domain::{Rejection, Scope, check_len, is_expired, pkce, redirect};
-use crate::Result;
 
 /// A token request as it arrives in a form body (RFC 6749 §4.1.3, §6, §4.4).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -45,14 +48,23 @@ impl OAuth {
             "authorization_code" => {
                 let code = required(&request.code, "code")?;
                 let redirect_uri = required(&request.redirect_uri, "redirect_uri")?;
-                self.exchange_code(&client, code, redirect_uri, request.code_verifier.as_deref())
-                    .await
+                self.exchange_code(
+                    &client,
+                    code,
+                    redirect_uri,
+                    request.code_verifier.as_deref(),
+                )
+                .await
             }
             "refresh_token" => {
                 let refresh_token = required(&request.refresh_token, "refresh_token")?;
-                self.refresh(&client, refresh_token, request.scope.as_deref()).await
+                self.refresh(&client, refresh_token, request.scope.as_deref())
+                    .await
             }
-            "client_credentials" => self.client_credentials(&client, request.scope.as_deref()).await,
+            "client_credentials" => {
+                self.client_credentials(&client, request.scope.as_deref())
+                    .await
+            }
             _ => Err(Rejection::UnsupportedGrantType.into()),
         }
     }
@@ -99,9 +111,11 @@ impl OAuth {
         // The claim: of two concurrent redemptions, exactly one changes the row.
         let claimed = tx
             .execute(
-                sql("UPDATE oauth_codes SET redeemed_at = $2 WHERE id = $1 AND redeemed_at IS NULL")
-                    .bind(code_id)
-                    .bind(now),
+                sql(
+                    "UPDATE oauth_codes SET redeemed_at = $2 WHERE id = $1 AND redeemed_at IS NULL",
+                )
+                .bind(code_id)
+                .bind(now),
             )
             .await?;
         if claimed == 0 {
@@ -124,16 +138,21 @@ impl OAuth {
         scope: Option<&str>,
     ) -> Result<TokenResponse> {
         check_len("refresh_token", refresh_token, MAX_SECRET)?;
-        let requested = scope.filter(|s| !s.is_empty()).map(Scope::parse).transpose()?;
+        let requested = scope
+            .filter(|s| !s.is_empty())
+            .map(Scope::parse)
+            .transpose()?;
         let now = self.now();
         let mut tx = self.db.tx("oauth.refresh").await?;
         let client = authenticate(&mut tx, client).await?;
         let row = tx
             .fetch_optional(
-                sql("SELECT t.id, t.grant_id, t.scope, t.expires_at, t.revoked_at, t.rotated_at, \
+                sql(
+                    "SELECT t.id, t.grant_id, t.scope, t.expires_at, t.revoked_at, t.rotated_at, \
                             g.client_pk \
                      FROM oauth_tokens t JOIN oauth_grants g ON g.id = t.grant_id \
-                     WHERE t.token_hash = $1 AND t.kind = 'refresh'")
+                     WHERE t.token_hash = $1 AND t.kind = 'refresh'",
+                )
                 .bind(hash(refresh_token)),
             )
             .await?
@@ -181,7 +200,11 @@ impl OAuth {
     }
 
     /// A confidential client acting for itself (rule 8): an access token, never a refresh token.
-    pub async fn client_credentials(&self, client: &ClientAuth, scope: Option<&str>) -> Result<TokenResponse> {
+    pub async fn client_credentials(
+        &self,
+        client: &ClientAuth,
+        scope: Option<&str>,
+    ) -> Result<TokenResponse> {
         let now = self.now();
         let mut tx = self.db.tx("oauth.client_credentials").await?;
         let client = authenticate(&mut tx, client).await?;
@@ -243,13 +266,15 @@ impl OAuth {
         let mut session = self.db.session("oauth.introspect").await?;
         let row = session
             .fetch_optional(
-                sql("SELECT c.id AS caller_pk, c.secret_hash, t.kind, t.scope, t.expires_at, \
+                sql(
+                    "SELECT c.id AS caller_pk, c.secret_hash, t.kind, t.scope, t.expires_at, \
                             t.revoked_at, t.rotated_at, g.client_pk AS owner_pk, u.login \
                      FROM oauth_clients c \
                      LEFT JOIN oauth_tokens t ON t.token_hash = $2 \
                      LEFT JOIN oauth_grants g ON g.id = t.grant_id \
                      LEFT JOIN users u ON u.id = g.user_id \
-                     WHERE c.client_id = $1")
+                     WHERE c.client_id = $1",
+                )
                 .bind(&client.client_id)
                 .bind(hash(token)),
             )
@@ -272,7 +297,11 @@ impl OAuth {
         Ok(Introspection {
             active,
             scope: Some(get(&row, "scope")?),
-            token_type: Some(if kind == "refresh" { "refresh_token" } else { "access_token" }),
+            token_type: Some(if kind == "refresh" {
+                "refresh_token"
+            } else {
+                "access_token"
+            }),
             username: get(&row, "login")?,
             exp: Some(expires_at),
         })
@@ -281,7 +310,11 @@ impl OAuth {
 
 /// Rule 3: the code was already redeemed. Revoke everything issued from it, commit that, and
 /// refuse.
-async fn reuse_of_code(mut tx: Tx, code_id: i64, now: crate::clock::Epoch) -> Result<TokenResponse> {
+async fn reuse_of_code(
+    mut tx: Tx,
+    code_id: i64,
+    now: crate::clock::Epoch,
+) -> Result<TokenResponse> {
     let grant = tx
         .fetch_optional(sql("SELECT id FROM oauth_grants WHERE code_id = $1").bind(code_id))
         .await?;
@@ -293,7 +326,11 @@ async fn reuse_of_code(mut tx: Tx, code_id: i64, now: crate::clock::Epoch) -> Re
 }
 
 /// Rule 7: a rotated-out refresh token came back. Revoke the family, commit that, and refuse.
-async fn reuse_of_refresh(mut tx: Tx, grant_id: i64, now: crate::clock::Epoch) -> Result<TokenResponse> {
+async fn reuse_of_refresh(
+    mut tx: Tx,
+    grant_id: i64,
+    now: crate::clock::Epoch,
+) -> Result<TokenResponse> {
     revoke_grant(&mut tx, grant_id, now).await?;
     tx.commit().await?;
     Err(Rejection::RefreshReused.into())

@@ -11,11 +11,11 @@ mod tokens;
 pub use grants::{Introspection, TokenRequest};
 pub(crate) use tokens::bearer;
 
+use crate::Result;
 use crate::clock::{Clock, Epoch};
 use crate::db::{Db, Tx, get, sql};
 use crate::domain::secret::{self, CLIENT_SECRET_PREFIX, CODE_PREFIX, Secret};
 use crate::domain::{CODE_TTL, Login, Rejection, Scope, check_len, pkce, redirect};
-use crate::Result;
 use std::sync::Arc;
 
 pub const MAX_CLIENT_NAME: usize = 100;
@@ -92,7 +92,10 @@ impl OAuth {
         self.clock.epoch()
     }
 
-    pub async fn register_client(&self, registration: &ClientRegistration) -> Result<RegisteredClient> {
+    pub async fn register_client(
+        &self,
+        registration: &ClientRegistration,
+    ) -> Result<RegisteredClient> {
         let name = registration.name.as_str();
         check_len("client_name", name, MAX_CLIENT_NAME)?;
         if name.is_empty() || name.chars().any(char::is_control) {
@@ -158,7 +161,11 @@ impl OAuth {
     /// redirected ([`Rejection::never_redirected`]).
     pub async fn authorize(&self, request: &AuthorizeRequest) -> Result<AuthorizationCode> {
         check_len("client_id", &request.client_id, MAX_CLIENT_ID)?;
-        check_len("redirect_uri", &request.redirect_uri, redirect::MAX_REDIRECT_URI)?;
+        check_len(
+            "redirect_uri",
+            &request.redirect_uri,
+            redirect::MAX_REDIRECT_URI,
+        )?;
         let login = Login::parse(&request.login)?;
         let now = self.now();
         let mut tx = self.db.tx("oauth.authorize").await?;
@@ -171,7 +178,9 @@ impl OAuth {
             .ok_or(Rejection::UnknownClient)?;
         let client_pk: i64 = get(&client, "id")?;
         let registered = tx
-            .fetch_all(sql("SELECT uri FROM oauth_redirect_uris WHERE client_pk = $1").bind(client_pk))
+            .fetch_all(
+                sql("SELECT uri FROM oauth_redirect_uris WHERE client_pk = $1").bind(client_pk),
+            )
             .await?;
         let mut matched = false;
         for row in &registered {
@@ -259,7 +268,10 @@ pub(crate) async fn authenticate(tx: &mut Tx, auth: &ClientAuth) -> Result<Clien
 }
 
 /// The secret check alone, shared by every endpoint that authenticates a client.
-pub(crate) fn check_client_secret(stored_hash: Option<&str>, presented: Option<&str>) -> Result<(), Rejection> {
+pub(crate) fn check_client_secret(
+    stored_hash: Option<&str>,
+    presented: Option<&str>,
+) -> Result<(), Rejection> {
     let ok = match (stored_hash, presented) {
         (None, None) => true,
         (Some(hash), Some(presented)) => {
@@ -267,5 +279,9 @@ pub(crate) fn check_client_secret(stored_hash: Option<&str>, presented: Option<&
         }
         _ => false,
     };
-    if ok { Ok(()) } else { Err(Rejection::ClientAuthFailed) }
+    if ok {
+        Ok(())
+    } else {
+        Err(Rejection::ClientAuthFailed)
+    }
 }

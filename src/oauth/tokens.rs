@@ -1,11 +1,11 @@
 //! Issuing, finding and revoking tokens: the pieces every grant shares.
 
 use super::TokenResponse;
+use crate::Result;
 use crate::clock::Epoch;
 use crate::db::{Tx, get, sql};
 use crate::domain::secret::{ACCESS_PREFIX, REFRESH_PREFIX, Secret};
 use crate::domain::{ACCESS_TOKEN_TTL, Endpoint, REFRESH_TOKEN_TTL, Rejection, Scope, is_expired};
-use crate::Result;
 
 /// Starts a token family for a client (and user, unless client credentials; and code, if any).
 pub(super) async fn new_grant(
@@ -17,8 +17,10 @@ pub(super) async fn new_grant(
 ) -> Result<i64> {
     let row = tx
         .fetch_one(
-            sql("INSERT INTO oauth_grants (client_pk, user_id, code_id, created_at) \
-                 VALUES ($1, $2, $3, $4) RETURNING id")
+            sql(
+                "INSERT INTO oauth_grants (client_pk, user_id, code_id, created_at) \
+                 VALUES ($1, $2, $3, $4) RETURNING id",
+            )
             .bind(client_pk)
             .bind(user_id)
             .bind(code_id)
@@ -43,15 +45,23 @@ impl Kind {
     }
 }
 
-async fn insert_token(tx: &mut Tx, grant_id: i64, kind: Kind, scope: &Scope, now: Epoch) -> Result<Secret> {
+async fn insert_token(
+    tx: &mut Tx,
+    grant_id: i64,
+    kind: Kind,
+    scope: &Scope,
+    now: Epoch,
+) -> Result<Secret> {
     let (prefix, ttl) = match kind {
         Kind::Access => (ACCESS_PREFIX, ACCESS_TOKEN_TTL),
         Kind::Refresh => (REFRESH_PREFIX, REFRESH_TOKEN_TTL),
     };
     let token = Secret::generate(prefix);
     tx.execute(
-        sql("INSERT INTO oauth_tokens (token_hash, kind, grant_id, scope, expires_at, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)")
+        sql(
+            "INSERT INTO oauth_tokens (token_hash, kind, grant_id, scope, expires_at, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
         .bind(token.hash())
         .bind(kind.as_str())
         .bind(grant_id)

@@ -68,8 +68,10 @@ impl Registry {
         let mut session = self.db.session("registry.create_user").await?;
         let row = session
             .fetch_optional(
-                sql("INSERT INTO users (login, login_key, created_at) VALUES ($1, $2, $3) \
-                     ON CONFLICT (login_key) DO NOTHING RETURNING id")
+                sql(
+                    "INSERT INTO users (login, login_key, created_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (login_key) DO NOTHING RETURNING id",
+                )
                 .bind(&login.display)
                 .bind(&login.key)
                 .bind(self.now()),
@@ -114,8 +116,10 @@ impl Registry {
                 user.require(Endpoint::PublishNew, &name.key)?;
                 let row = tx
                     .fetch_one(
-                        sql("INSERT INTO crates (name, name_key, created_at, updated_at) \
-                             VALUES ($1, $2, $3, $3) RETURNING id")
+                        sql(
+                            "INSERT INTO crates (name, name_key, created_at, updated_at) \
+                             VALUES ($1, $2, $3, $3) RETURNING id",
+                        )
                         .bind(&name.display)
                         .bind(&name.key)
                         .bind(now),
@@ -154,7 +158,13 @@ impl Registry {
     }
 
     /// Yanks (`yanked = true`) or unyanks a version. Idempotent.
-    pub async fn set_yanked(&self, token: &str, name: &str, version: &str, yanked: bool) -> Result<()> {
+    pub async fn set_yanked(
+        &self,
+        token: &str,
+        name: &str,
+        version: &str,
+        yanked: bool,
+    ) -> Result<()> {
         let name = CrateName::parse(name)?;
         let version = Version::parse(version)?;
         let now = self.now();
@@ -181,15 +191,23 @@ impl Registry {
     }
 
     pub async fn add_owner(&self, token: &str, name: &str, login: &str) -> Result<()> {
-        self.change_owner(token, name, login, OwnerChange::Add).await
+        self.change_owner(token, name, login, OwnerChange::Add)
+            .await
     }
 
     /// Removes an owner; the last owner of a crate cannot be removed.
     pub async fn remove_owner(&self, token: &str, name: &str, login: &str) -> Result<()> {
-        self.change_owner(token, name, login, OwnerChange::Remove).await
+        self.change_owner(token, name, login, OwnerChange::Remove)
+            .await
     }
 
-    async fn change_owner(&self, token: &str, name: &str, login: &str, change: OwnerChange) -> Result<()> {
+    async fn change_owner(
+        &self,
+        token: &str,
+        name: &str,
+        login: &str,
+        change: OwnerChange,
+    ) -> Result<()> {
         let name = CrateName::parse(name)?;
         let login = Login::parse(login)?;
         let now = self.now();
@@ -278,9 +296,11 @@ impl Registry {
         let mut session = self.db.session("registry.versions").await?;
         let rows = session
             .fetch_all(
-                sql("SELECT c.id AS crate_id, v.num, v.checksum, v.yanked, v.downloads \
+                sql(
+                    "SELECT c.id AS crate_id, v.num, v.checksum, v.yanked, v.downloads \
                      FROM crates c LEFT JOIN versions v ON v.crate_id = c.id \
-                     WHERE c.name_key = $1 ORDER BY v.id")
+                     WHERE c.name_key = $1 ORDER BY v.id",
+                )
                 .bind(&name.key),
             )
             .await?;
@@ -288,7 +308,10 @@ impl Registry {
             return Err(Rejection::UnknownCrate.into());
         }
         rows.iter()
-            .filter(|row| row.try_get::<Option<String>, _>("num").is_ok_and(|n| n.is_some()))
+            .filter(|row| {
+                row.try_get::<Option<String>, _>("num")
+                    .is_ok_and(|n| n.is_some())
+            })
             .map(|row| {
                 Ok(VersionRecord {
                     num: get(row, "num")?,
@@ -386,8 +409,10 @@ async fn insert_version(
     now: Epoch,
 ) -> Result<()> {
     tx.execute(
-        sql("INSERT INTO versions (crate_id, num, num_key, checksum, published_at, published_by) \
-             VALUES ($1, $2, $3, $4, $5, $6)")
+        sql(
+            "INSERT INTO versions (crate_id, num, num_key, checksum, published_at, published_by) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
         .bind(crate_id)
         .bind(&version.display)
         .bind(&version.key)
