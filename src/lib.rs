@@ -5,6 +5,8 @@ pub mod clock;
 pub mod db;
 pub mod domain;
 pub mod error;
+pub mod harness;
+pub mod model;
 pub mod oauth;
 pub mod registry;
 

@@ -295,8 +295,7 @@ fn probe_descriptors(probe: &Probe) -> u32 {
     }
 }
 
-/// Polls `views` until `done` holds or `deadline` (counted from `start`) passes, backing off
-/// from 1 ms to 20 ms.
+/// Polls `views` until `done` holds or `deadline` (counted from `start`) passes.
 async fn settle<F>(
     start: Instant,
     deadline: Duration,
@@ -307,7 +306,7 @@ async fn settle<F>(
 where
     F: AsyncFnMut() -> Result<SessionViews, DbError>,
 {
-    let mut pause = Duration::from_millis(1);
+    let mut pause = Duration::ZERO;
     loop {
         let now = views().await?;
         if done(&now) {
@@ -320,8 +319,14 @@ where
                 views: now,
             })));
         }
+        // The usual wait is for sqlx's return-to-pool task, microseconds away: yield first,
+        // then back off from 100 µs to 20 ms.
+        if pause.is_zero() && start.elapsed() < Duration::from_micros(200) {
+            tokio::task::yield_now().await;
+            continue;
+        }
+        pause = (pause * 2).clamp(Duration::from_micros(100), Duration::from_millis(20));
         tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_millis(20));
     }
 }
 

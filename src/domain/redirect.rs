@@ -46,11 +46,11 @@ fn is_loopback(uri: &str) -> bool {
 /// The URI with the port of a loopback authority removed; other URIs unchanged.
 fn without_loopback_port(uri: &str) -> std::borrow::Cow<'_, str> {
     for prefix in LOOPBACK_PREFIXES {
-        if let Some(rest) = uri.strip_prefix(prefix) {
-            if let Some(after_colon) = rest.strip_prefix(':') {
-                let digits = after_colon.bytes().take_while(u8::is_ascii_digit).count();
-                return format!("{prefix}{}", &after_colon[digits..]).into();
-            }
+        if let Some(rest) = uri.strip_prefix(prefix)
+            && let Some(after_colon) = rest.strip_prefix(':')
+        {
+            let digits = after_colon.bytes().take_while(u8::is_ascii_digit).count();
+            return format!("{prefix}{}", &after_colon[digits..]).into();
         }
     }
     uri.into()

@@ -56,15 +56,27 @@ impl Env {
         })
     }
 
+    /// The scratch database's URL.
+    pub fn db_url(&self) -> &str {
+        &self.scratch.url
+    }
+
     /// Closes the pool and requires every view at zero; then removes the database.
     pub async fn finish(self) {
         self.db
             .quiesce(SETTLE_DEADLINE)
             .await
             .expect("no session may stay open after the test body");
-        let views = self.db.close(SETTLE_DEADLINE).await.expect("close to zero sessions");
+        let views = self
+            .db
+            .close(SETTLE_DEADLINE)
+            .await
+            .expect("close to zero sessions");
         assert!(views.is_closed(), "{views}");
-        self.scratch.remove().await.expect("remove scratch database");
+        self.scratch
+            .remove()
+            .await
+            .expect("remove scratch database");
     }
 
     pub async fn user(&self, login: &str) {
@@ -73,7 +85,8 @@ impl Env {
 
     /// A public client with one https and one loopback redirect URI, allowed every scope.
     pub async fn public_client(&self) -> ClientAuth {
-        self.client(false, "publish-new publish-update yank change-owners").await
+        self.client(false, "publish-new publish-update yank change-owners")
+            .await
     }
 
     pub async fn confidential_client(&self, scope: &str) -> ClientAuth {
@@ -98,7 +111,12 @@ impl Env {
     }
 
     /// A code for `login` through `client` with PKCE; returns the code and its verifier.
-    pub async fn code(&self, client: &ClientAuth, login: &str, scope: Option<&str>) -> (String, String) {
+    pub async fn code(
+        &self,
+        client: &ClientAuth,
+        login: &str,
+        scope: Option<&str>,
+    ) -> (String, String) {
         let verifier = verifier();
         let code = self
             .oauth
@@ -109,7 +127,12 @@ impl Env {
     }
 
     /// Runs the whole authorization code flow for `login` and returns the tokens.
-    pub async fn tokens(&self, client: &ClientAuth, login: &str, scope: Option<&str>) -> TokenResponse {
+    pub async fn tokens(
+        &self,
+        client: &ClientAuth,
+        login: &str,
+        scope: Option<&str>,
+    ) -> TokenResponse {
         let (code, verifier) = self.code(client, login, scope).await;
         self.oauth
             .exchange_code(client, &code, REDIRECT, Some(&verifier))
@@ -138,7 +161,12 @@ fn rand_suffix() -> u64 {
     N.fetch_add(1, Ordering::Relaxed)
 }
 
-pub fn authorize_request(client: &ClientAuth, login: &str, scope: Option<&str>, verifier: &str) -> AuthorizeRequest {
+pub fn authorize_request(
+    client: &ClientAuth,
+    login: &str,
+    scope: Option<&str>,
+    verifier: &str,
+) -> AuthorizeRequest {
     AuthorizeRequest {
         client_id: client.client_id.clone(),
         redirect_uri: REDIRECT.into(),
