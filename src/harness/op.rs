@@ -6,10 +6,12 @@
 
 use std::fmt;
 
-/// The n-th earlier result (modulo how many exist), or one that was never issued.
+/// An earlier result: the n-th most recent (modulo how many exist; `Nth(0)` is the latest),
+/// the one the previous step issued (none if it issued none), or one never issued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Ref {
     Nth(u8),
+    Previous,
     Missing,
 }
 
@@ -222,7 +224,9 @@ pub mod pool {
             _ => format!("https://app.example/{}", "x".repeat(520)),
         }
     }
-    pub const ADVANCES: &[u32] = &[1, 59, 599, 600, 3_599, 3_600, 2_592_000];
+    /// Steps of time around each lifetime's edge (a code's 600 s, an access token's hour, a
+    /// refresh token's 30 days).
+    pub const ADVANCES: &[u32] = &[1, 59, 599, 600, 3_599, 3_600, 2_591_999, 2_592_000];
 
     pub fn pick<'a>(pool: &[&'a str], i: u8) -> &'a str {
         pool[usize::from(i) % pool.len()]
@@ -278,6 +282,7 @@ impl fmt::Display for Ref {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Ref::Nth(n) => write!(f, "#{n}"),
+            Ref::Previous => f.write_str("#previous"),
             Ref::Missing => f.write_str("#unknown"),
         }
     }

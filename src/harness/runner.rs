@@ -102,23 +102,31 @@ impl fmt::Display for Failure {
     }
 }
 
-/// Counts of what a run reached: ops by kind, outcomes by kind.
+/// Counts of what a run reached: outcomes by op kind.
 #[derive(Debug, Clone, Default)]
 pub struct Coverage {
-    pub ops: BTreeMap<&'static str, u64>,
-    pub outcomes: BTreeMap<&'static str, u64>,
+    /// (op kind, outcome kind) → count; the outcome is `ok` or a rejection's name.
+    pub outcomes: BTreeMap<(&'static str, &'static str), u64>,
     pub steps: u64,
 }
 
 impl Coverage {
+    pub fn record(&mut self, op: &'static str, outcome: &'static str) {
+        *self.outcomes.entry((op, outcome)).or_default() += 1;
+        self.steps += 1;
+    }
+
     pub fn merge(&mut self, other: &Coverage) {
-        for (k, v) in &other.ops {
-            *self.ops.entry(k).or_default() += v;
-        }
         for (k, v) in &other.outcomes {
-            *self.outcomes.entry(k).or_default() += v;
+            *self.outcomes.entry(*k).or_default() += v;
         }
         self.steps += other.steps;
+    }
+
+    fn reached(&self, op: Option<&str>, outcome: Option<&str>) -> bool {
+        self.outcomes
+            .keys()
+            .any(|(o, r)| op.is_none_or(|op| op == *o) && outcome.is_none_or(|x| x == *r))
     }
 
     /// Op kinds and rejection kinds never reached.
@@ -127,23 +135,27 @@ impl Coverage {
         let ops = Op::KINDS
             .iter()
             .copied()
-            .filter(|k| !self.ops.contains_key(k));
+            .filter(|k| !self.reached(Some(k), None));
         let rejections = Rejection::iter()
             .map(|r| r.name())
-            .filter(|k| !self.outcomes.contains_key(k));
+            .filter(|k| !self.reached(None, Some(k)));
         ops.chain(rejections).collect()
     }
 }
 
 impl fmt::Display for Coverage {
+    /// One line per op kind: its total, then its outcomes by count.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "{:<28} {:>8}", "op", "count")?;
-        for (k, v) in &self.ops {
-            writeln!(f, "{k:<28} {v:>8}")?;
+        let mut by_op: BTreeMap<&str, Vec<(&str, u64)>> = BTreeMap::new();
+        for ((op, outcome), n) in &self.outcomes {
+            by_op.entry(op).or_default().push((outcome, *n));
         }
-        writeln!(f, "{:<28} {:>8}", "outcome", "count")?;
-        for (k, v) in &self.outcomes {
-            writeln!(f, "{k:<28} {v:>8}")?;
+        writeln!(f, "{:<20} {:>7}  outcomes", "op", "count")?;
+        for (op, mut outcomes) in by_op {
+            outcomes.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
+            let total: u64 = outcomes.iter().map(|(_, n)| n).sum();
+            let list: Vec<String> = outcomes.iter().map(|(o, n)| format!("{o} {n}")).collect();
+            writeln!(f, "{op:<20} {total:>7}  {}", list.join(", "))?;
         }
         write!(f, "{} steps", self.steps)
     }
@@ -173,6 +185,10 @@ pub struct Runner {
     clients: Vec<ClientKeys>,
     codes: Vec<CodeKeys>,
     tokens: Vec<String>,
+    /// The code the previous step issued, if it issued one (`Ref::Previous`).
+    previous_code: Option<Ix>,
+    /// The code this step issued, if any.
+    issued_code: Option<Ix>,
     transcript: Vec<String>,
     pub coverage: Coverage,
 }
@@ -193,6 +209,8 @@ impl Runner {
             clients: Vec::new(),
             codes: Vec::new(),
             tokens: Vec::new(),
+            previous_code: None,
+            issued_code: None,
             transcript: Vec::new(),
             coverage: Coverage::default(),
         }
@@ -207,30 +225,30 @@ impl Runner {
         &self.transcript
     }
 
-    /// Runs a whole sequence, then closes the database to zero sessions.
-    pub async fn run(mut self, ops: &[Op]) -> Result<Coverage, Failure> {
-        let result = self.run_steps(ops).await;
-        let closed = self.db.close(QUIESCE_DEADLINE).await;
-        result?;
-        if let Err(e) = closed {
-            return Err(self.fail(ops.len(), Violation::Leak(format!("at close: {e}"))));
-        }
-        Ok(self.coverage)
-    }
-
-    async fn run_steps(&mut self, ops: &[Op]) -> Result<(), Failure> {
+    /// Runs a whole sequence; stops at the first violation.
+    pub async fn run(&mut self, ops: &[Op]) -> Result<(), Failure> {
         for op in ops {
             self.step(op).await?;
         }
         Ok(())
     }
 
+    /// Closes the database and requires every view at zero.
+    pub async fn close(&self) -> Result<(), Failure> {
+        match self.db.close(QUIESCE_DEADLINE).await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(self.fail(
+                self.transcript.len(),
+                Violation::Leak(format!("at close: {e}")),
+            )),
+        }
+    }
+
     /// One op on both sides, compared; then the session views at quiescence.
     pub async fn step(&mut self, op: &Op) -> Result<(), Failure> {
         let n = self.transcript.len() + 1;
+        self.previous_code = self.issued_code.take();
         let (model, system) = self.apply(op).await;
-        *self.coverage.ops.entry(op.kind()).or_default() += 1;
-        self.coverage.steps += 1;
         self.transcript.push(format!(
             "{n:>3}. {op} -> {}",
             match &system {
@@ -246,7 +264,7 @@ impl Runner {
             Ok(_) => "ok",
             Err(r) => r.name(),
         };
-        *self.coverage.outcomes.entry(outcome_kind).or_default() += 1;
+        self.coverage.record(op.kind(), outcome_kind);
         if model != system {
             let violation = Violation::Disagreement {
                 model: show(&model),
@@ -268,7 +286,8 @@ impl Runner {
         }
     }
 
-    /// The n-th most recent of `count` things (`Nth(0)` is the latest).
+    /// The n-th most recent of `count` things (`Nth(0)` is the latest). `Previous` is resolved
+    /// by the caller, for the kinds a step can issue.
     fn recent(r: Ref, count: usize) -> Option<Ix> {
         match r {
             Ref::Nth(n) if count > 0 => Some(count - 1 - usize::from(n) % count),
@@ -424,26 +443,28 @@ impl Runner {
                     code_challenge_method: method.map(str::to_owned),
                     login: pick(LOGINS, login).to_owned(),
                 };
-                let model = self
-                    .model
-                    .authorize(
-                        ix,
-                        &request.redirect_uri,
-                        request.scope.as_deref(),
-                        request.code_challenge.as_deref(),
-                        request.code_challenge_method.as_deref(),
-                        &request.login,
-                    )
-                    .map(|_| Outcome::Done);
+                let model = self.model.authorize(
+                    ix,
+                    &request.redirect_uri,
+                    request.scope.as_deref(),
+                    request.code_challenge.as_deref(),
+                    request.code_challenge_method.as_deref(),
+                    &request.login,
+                );
                 let system = self.oauth.authorize(&request).await;
-                if let (Ok(_), Ok(code)) = (&model, &system) {
+                if let (Ok(ix), Ok(code)) = (&model, &system) {
+                    assert_eq!(*ix, self.codes.len(), "runner lost track of code positions");
+                    self.issued_code = Some(*ix);
                     self.codes.push(CodeKeys {
                         code: code.code.expose().to_owned(),
                         redirect_uri: request.redirect_uri.clone(),
                         verifier: request.code_challenge.is_some().then_some(verifier),
                     });
                 }
-                (model, split(system.map(|_| Outcome::Done)))
+                (
+                    model.map(|_| Outcome::Done),
+                    split(system.map(|_| Outcome::Done)),
+                )
             }
             Op::ExchangeCode {
                 client,
