@@ -1,6 +1,7 @@
 //! The harness: the only module that knows both the model and the system. It generates op
 //! sequences, applies each op to both, compares outcomes and checks the session invariant.
 
+pub mod machine;
 pub mod op;
 pub mod runner;
 pub mod strategy;

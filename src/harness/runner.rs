@@ -187,6 +187,7 @@ pub struct Runner {
     tokens: Vec<String>,
     /// The code the previous step issued, if it issued one (`Ref::Previous`).
     previous_code: Option<Ix>,
+    settle: Duration,
     /// The code this step issued, if any.
     issued_code: Option<Ix>,
     transcript: Vec<String>,
@@ -210,6 +211,7 @@ impl Runner {
             codes: Vec::new(),
             tokens: Vec::new(),
             previous_code: None,
+            settle: QUIESCE_DEADLINE,
             issued_code: None,
             transcript: Vec::new(),
             coverage: Coverage::default(),
@@ -218,6 +220,12 @@ impl Runner {
 
     pub fn db(&self) -> &Db {
         &self.db
+    }
+
+    /// How long a step may take to return its sessions before it counts as a leak.
+    pub fn with_settle_deadline(mut self, deadline: Duration) -> Self {
+        self.settle = deadline;
+        self
     }
 
     /// One line per step so far: the op and what the system answered.
@@ -235,7 +243,7 @@ impl Runner {
 
     /// Closes the database and requires every view at zero.
     pub async fn close(&self) -> Result<(), Failure> {
-        match self.db.close(QUIESCE_DEADLINE).await {
+        match self.db.close(self.settle).await {
             Ok(_) => Ok(()),
             Err(e) => Err(self.fail(
                 self.transcript.len(),
@@ -272,7 +280,7 @@ impl Runner {
             };
             return Err(self.fail(n, violation));
         }
-        if let Err(e) = self.db.quiesce(QUIESCE_DEADLINE).await {
+        if let Err(e) = self.db.quiesce(self.settle).await {
             return Err(self.fail(n, Violation::Leak(e.to_string())));
         }
         Ok(())

@@ -176,14 +176,13 @@ impl OAuth {
         if !granted.covers(&access_scope) {
             return Err(Rejection::ScopeWidened.into());
         }
-        let claimed = tx
-            .execute(
-                sql("UPDATE oauth_tokens SET rotated_at = $2 \
-                     WHERE id = $1 AND rotated_at IS NULL AND revoked_at IS NULL")
-                .bind(token_id)
-                .bind(now),
-            )
-            .await?;
+        let claim = sql("UPDATE oauth_tokens SET rotated_at = $2 \
+                         WHERE id = $1 AND rotated_at IS NULL AND revoked_at IS NULL");
+        // Seeded bug: the old refresh token is never retired.
+        #[cfg(feature = "mutant-refresh-no-rotation")]
+        let claim = sql("UPDATE oauth_tokens SET created_at = created_at \
+                         WHERE id = $1 AND $2 = $2 AND revoked_at IS NULL");
+        let claimed = tx.execute(claim.bind(token_id).bind(now)).await?;
         if claimed == 0 {
             // Lost a race: to a revocation, or to a concurrent refresh (a reuse).
             let now_row = tx

@@ -147,6 +147,9 @@ impl Registry {
                     )
                     .await?;
                 if exists.is_some() {
+                    // Seeded bug: the session is kept alive past the conflict.
+                    #[cfg(feature = "mutant-leak-on-conflict")]
+                    std::mem::forget(tx);
                     return Err(Rejection::VersionExists.into());
                 }
                 insert_version(&mut tx, crate_id, version, checksum, user.id, now).await?;
