@@ -176,6 +176,7 @@ impl OAuth {
         if !granted.covers(&access_scope) {
             return Err(Rejection::ScopeWidened.into());
         }
+        #[cfg(not(feature = "mutant-refresh-no-rotation"))]
         let claim = sql("UPDATE oauth_tokens SET rotated_at = $2 \
                          WHERE id = $1 AND rotated_at IS NULL AND revoked_at IS NULL");
         // Seeded bug: the old refresh token is never retired.
