@@ -1,5 +1,7 @@
-//! The state machines: generated op sequences on SQLite and PostgreSQL, each step compared with
-//! the model and followed by the zero-sessions check. Failures shrink to a short transcript.
+//! The state machines: generated op sequences on SQLite and PostgreSQL — with injected errors
+//! and panics, cancellations, timeouts, a starved pool, killed connections and concurrent
+//! batches — each step compared with the model and followed by the zero-sessions check.
+//! Failures shrink to a short transcript.
 //!
 //! Budget: `LEAKPROOF_CASES` sequences (default 256) of up to `LEAKPROOF_STEPS` ops (default
 //! 40) per backend, generated from `LEAKPROOF_SEED` (default fixed, so CI is reproducible; the

@@ -5,7 +5,7 @@ use leakproof::db::Db;
 use leakproof::db::scratch::Scratch;
 use leakproof::harness::Runner;
 use leakproof::harness::op::{
-    Auth, GrantType, Op, Party, Pkce, RedirectAtToken, Ref, TokenRef, Verifier,
+    Auth, GrantType, Op, Party, Pkce, RedirectAtToken, Ref, Step, TokenRef, Verifier,
 };
 
 fn story() -> Vec<Op> {
@@ -153,7 +153,8 @@ async fn transcript_format_is_stable() {
     let scratch = Scratch::sqlite().unwrap();
     let db = Db::connect(&scratch.url).await.unwrap();
     let mut runner = Runner::new(db);
-    runner.run(&story()).await.expect("model and system agree");
+    let steps: Vec<Step> = story().into_iter().map(Step::Op).collect();
+    runner.run(&steps).await.expect("model and system agree");
     let transcript = runner.transcript().join("\n");
     runner.close().await.expect("zero sessions at close");
     insta::with_settings!({ snapshot_path => "../snapshots", prepend_module_to_snapshot => false }, {

@@ -17,6 +17,10 @@ pub enum DbError {
         holder: &'static str,
         waited: Duration,
     },
+    #[error("{holder}: injected fault")]
+    Injected { holder: &'static str },
+    #[error("inconsistent rows: {0}")]
+    Inconsistent(&'static str),
     #[error("the database is closed")]
     Closed,
     #[error("invalid database URL: {0}")]
@@ -32,6 +36,22 @@ impl DbError {
         match source {
             sqlx::Error::PoolClosed => DbError::Closed,
             source => DbError::Sqlx { holder, source },
+        }
+    }
+
+    /// The connection died under the statement (the server terminated it, the network went):
+    /// the operation's outcome is unknown to the caller, and it was applied whole or not at all.
+    pub fn is_connection_lost(&self) -> bool {
+        match self {
+            DbError::Sqlx { source, .. } => match source {
+                sqlx::Error::Io(_) | sqlx::Error::WorkerCrashed | sqlx::Error::Protocol(_) => true,
+                // SQLSTATE class 08 (connection exception), 57P01-03 (admin/crash shutdown).
+                sqlx::Error::Database(e) => e
+                    .code()
+                    .is_some_and(|code| code.starts_with("08") || code.starts_with("57P0")),
+                _ => false,
+            },
+            _ => false,
         }
     }
 

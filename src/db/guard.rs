@@ -6,11 +6,13 @@
 //! cancelled future between two statements can never leave half a write behind.
 
 use super::DbError;
+use super::fault::{Faults, Point};
 use super::ledger::Ticket;
 use sqlx::AnyConnection;
+use sqlx::Executor;
 use sqlx::any::{Any, AnyArguments, AnyRow};
 use sqlx::pool::PoolConnection;
-use sqlx::{Executor, Transaction};
+use std::sync::Arc;
 
 /// A statement ready to run: `db::sql("…").bind(x)`.
 pub type Statement<'q> = sqlx::query::Query<'q, Any, AnyArguments>;
@@ -24,28 +26,144 @@ pub fn sql<'q>(text: &'static str) -> Statement<'q> {
 pub struct Session {
     pub(crate) conn: PoolConnection<Any>,
     pub(crate) holder: &'static str,
+    pub(crate) faults: Arc<Faults>,
+    pub(crate) suspect: Arc<Suspect>,
+    pub(crate) statements: u32,
     pub(crate) _ticket: Ticket,
 }
 
 /// A transaction on a checked-out connection. Commit explicitly; drop means roll back.
+///
+/// leakproof runs `BEGIN`/`COMMIT`/`ROLLBACK` itself rather than through `sqlx::Transaction`:
+/// sqlx 0.9 counts a transaction only once `BEGIN` has answered, so a future cancelled between
+/// sending `BEGIN` and reading the answer returned the connection to the pool *inside* a
+/// transaction, and the next caller's autocommit statements ran in it, uncommitted (the
+/// harness found this; see tests/cancellation.rs). Here a `Tx` is open from before `BEGIN` is
+/// sent until `COMMIT` answers, and dropping an open `Tx` always rolls back.
 pub struct Tx {
-    pub(crate) tx: Transaction<'static, Any>,
+    /// `Some` for the whole life of the guard; taken only by `Drop`.
+    pub(crate) conn: Option<PoolConnection<Any>>,
+    /// `BEGIN` may have reached the server and no `COMMIT` or `ROLLBACK` has answered.
+    pub(crate) open: bool,
     pub(crate) holder: &'static str,
+    pub(crate) faults: Arc<Faults>,
+    pub(crate) suspect: Arc<Suspect>,
+    pub(crate) statements: u32,
     pub(crate) _ticket: Ticket,
 }
 
-impl Tx {
-    pub async fn commit(self) -> Result<(), DbError> {
-        let holder = self.holder;
-        self.tx.commit().await.map_err(|e| DbError::sqlx(holder, e))
+/// Evidence that pooled connections may be dead (one died, or the server was told to kill
+/// them): the next checkouts ping before use, at most one per connection the pool may hold.
+/// Without such evidence a checkout costs no round trip (`test_before_acquire` is off).
+#[derive(Debug)]
+pub(crate) struct Suspect {
+    /// The pool's size: after one connection died, any of them may have.
+    connections: u32,
+    checkouts_to_test: std::sync::atomic::AtomicU32,
+}
+
+impl Suspect {
+    pub(crate) fn new(connections: u32) -> Self {
+        Self {
+            connections,
+            checkouts_to_test: Default::default(),
+        }
     }
 
-    pub async fn rollback(self) -> Result<(), DbError> {
+    /// Every connection the pool may hold is suspect.
+    pub(crate) fn raise(&self) {
+        self.checkouts_to_test
+            .fetch_max(self.connections, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Should this checkout ping first? Consumes one from the count.
+    pub(crate) fn take(&self) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.checkouts_to_test
+            .fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1))
+            .is_ok()
+    }
+
+    fn noticed(&self, error: &DbError) {
+        if error.is_connection_lost() {
+            self.raise();
+        }
+    }
+}
+
+impl Tx {
+    fn raw(&mut self) -> &mut AnyConnection {
+        self.conn.as_mut().expect("a live Tx holds its connection")
+    }
+
+    /// Sends `BEGIN` (or `BEGIN IMMEDIATE`). The guard counts as open before it is sent.
+    pub(crate) async fn begin(&mut self, statement: &'static str) -> Result<(), DbError> {
+        self.open = true;
         let holder = self.holder;
-        self.tx
-            .rollback()
+        let begun = sqlx::raw_sql(statement).execute(self.raw()).await;
+        if let Err(e) = begun {
+            // An answered error: no transaction was started.
+            self.open = false;
+            return Err(DbError::sqlx(holder, e));
+        }
+        Ok(())
+    }
+
+    pub async fn commit(mut self) -> Result<(), DbError> {
+        let holder = self.holder;
+        self.faults.point(holder, Point::Commit)?;
+        sqlx::raw_sql("COMMIT")
+            .execute(self.raw())
             .await
-            .map_err(|e| DbError::sqlx(holder, e))
+            .map_err(|e| DbError::sqlx(holder, e))?;
+        self.open = false;
+        Ok(())
+    }
+
+    pub async fn rollback(mut self) -> Result<(), DbError> {
+        let holder = self.holder;
+        sqlx::raw_sql("ROLLBACK")
+            .execute(self.raw())
+            .await
+            .map_err(|e| DbError::sqlx(holder, e))?;
+        self.open = false;
+        Ok(())
+    }
+}
+
+impl Drop for Tx {
+    /// An open transaction is rolled back in a task before its connection goes back to the
+    /// pool; if that cannot happen (no runtime, the rollback fails, the task is dropped), the
+    /// connection is closed instead, which ends the transaction on the server.
+    fn drop(&mut self) {
+        if !self.open {
+            return;
+        }
+        let Some(conn) = self.conn.take() else {
+            return;
+        };
+        let mut guard = CloseUnlessReleased(Some(conn));
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Some(conn) = guard.0.as_mut()
+                    && sqlx::raw_sql("ROLLBACK").execute(&mut **conn).await.is_ok()
+                {
+                    // Rolled back: back to the pool as usual.
+                    drop(guard.0.take());
+                }
+            });
+        }
+    }
+}
+
+/// Holds a connection whose transaction state is unknown: closes it on drop unless released.
+struct CloseUnlessReleased(Option<PoolConnection<Any>>);
+
+impl Drop for CloseUnlessReleased {
+    fn drop(&mut self) {
+        if let Some(mut conn) = self.0.take() {
+            conn.close_on_drop();
+        }
     }
 }
 
@@ -58,14 +176,28 @@ macro_rules! statement_methods {
                 $conn
             }
 
+            /// A lost connection makes the next checkouts test theirs.
+            fn noticed(&self, error: DbError) -> DbError {
+                self.suspect.noticed(&error);
+                error
+            }
+
+            /// The fault point every statement passes.
+            fn before_statement(&mut self) -> Result<(), DbError> {
+                self.statements += 1;
+                self.faults
+                    .point(self.holder, Point::Statement(self.statements))
+            }
+
             /// Runs a statement; returns the number of rows it changed.
             pub async fn execute(&mut self, statement: Statement<'_>) -> Result<u64, DbError> {
+                self.before_statement()?;
                 let holder = self.holder;
                 let done = self
                     .connection()
                     .execute(statement)
                     .await
-                    .map_err(|e| DbError::sqlx(holder, e))?;
+                    .map_err(|e| self.noticed(DbError::sqlx(holder, e)))?;
                 Ok(done.rows_affected())
             }
 
@@ -73,37 +205,34 @@ macro_rules! statement_methods {
                 &mut self,
                 statement: Statement<'_>,
             ) -> Result<Option<AnyRow>, DbError> {
+                self.before_statement()?;
                 let holder = self.holder;
-                self.connection()
-                    .fetch_optional(statement)
-                    .await
-                    .map_err(|e| DbError::sqlx(holder, e))
+                let result = self.connection().fetch_optional(statement).await;
+                result.map_err(|e| self.noticed(DbError::sqlx(holder, e)))
             }
 
             pub async fn fetch_one(&mut self, statement: Statement<'_>) -> Result<AnyRow, DbError> {
+                self.before_statement()?;
                 let holder = self.holder;
-                self.connection()
-                    .fetch_one(statement)
-                    .await
-                    .map_err(|e| DbError::sqlx(holder, e))
+                let result = self.connection().fetch_one(statement).await;
+                result.map_err(|e| self.noticed(DbError::sqlx(holder, e)))
             }
 
             pub async fn fetch_all(
                 &mut self,
                 statement: Statement<'_>,
             ) -> Result<Vec<AnyRow>, DbError> {
+                self.before_statement()?;
                 let holder = self.holder;
-                self.connection()
-                    .fetch_all(statement)
-                    .await
-                    .map_err(|e| DbError::sqlx(holder, e))
+                let result = self.connection().fetch_all(statement).await;
+                result.map_err(|e| self.noticed(DbError::sqlx(holder, e)))
             }
         }
     };
 }
 
 statement_methods!(Session, |this| &mut this.conn);
-statement_methods!(Tx, |this| &mut this.tx);
+statement_methods!(Tx, |this| this.raw());
 
 /// Reads a column; a missing column or a type mismatch is a storage error, never a panic.
 pub fn get<T>(row: &AnyRow, column: &'static str) -> Result<T, DbError>

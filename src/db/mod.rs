@@ -6,6 +6,7 @@
 //! Dialect differences are confined to `migrations/{sqlite,postgres}` and to [`Backend`].
 
 mod error;
+pub mod fault;
 mod guard;
 mod ledger;
 pub mod scratch;
@@ -20,7 +21,9 @@ pub use sqlx::any::AnyRow as DbRow;
 pub use views::{LeakReport, PoolView, ServerView, SessionViews};
 
 use server::Probe;
+use sqlx::any::Any;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::pool::PoolConnection;
 use sqlx::{AnyConnection, AnyPool};
 use sqlx::{Connection, Executor};
 use std::path::PathBuf;
@@ -85,6 +88,8 @@ struct Shared {
     pool: AnyPool,
     backend: Backend,
     ledger: Arc<Ledger>,
+    faults: Arc<fault::Faults>,
+    suspect: Arc<guard::Suspect>,
     application_name: String,
     probe: Mutex<Probe>,
 }
@@ -159,6 +164,8 @@ impl Db {
                 pool,
                 backend,
                 ledger: Arc::new(Ledger::default()),
+                faults: Arc::default(),
+                suspect: Arc::new(guard::Suspect::new(config.max_connections)),
                 application_name,
                 probe: Mutex::new(probe),
             }),
@@ -180,33 +187,70 @@ impl Db {
 
     /// A connection for one operation, in autocommit mode. `holder` names the operation.
     pub async fn session(&self, holder: &'static str) -> Result<Session, DbError> {
-        let conn = self
-            .shared
-            .pool
-            .acquire()
-            .await
-            .map_err(|e| self.acquire_error(holder, e))?;
+        let conn = self.checkout(holder).await?;
         Ok(Session {
             conn,
             holder,
+            faults: Arc::clone(&self.shared.faults),
+            suspect: Arc::clone(&self.shared.suspect),
+            statements: 0,
             _ticket: self.shared.ledger.open(holder, GuardKind::Session),
         })
+    }
+
+    /// A pooled connection; while connections are suspect, a tested one. A dead connection is
+    /// dropped (sqlx closes it when its release ping fails) and another taken.
+    async fn checkout(&self, holder: &'static str) -> Result<PoolConnection<Any>, DbError> {
+        let attempts = self.shared.pool.options().get_max_connections() + 1;
+        for _ in 1..attempts {
+            let mut conn = self
+                .shared
+                .pool
+                .acquire()
+                .await
+                .map_err(|e| self.acquire_error(holder, e))?;
+            if !self.shared.suspect.take() || conn.ping().await.is_ok() {
+                return Ok(conn);
+            }
+            // One was dead: the others may be too.
+            self.shared.suspect.raise();
+        }
+        self.shared
+            .pool
+            .acquire()
+            .await
+            .map_err(|e| self.acquire_error(holder, e))
     }
 
     /// A transaction for one write. SQLite takes the write lock up front (`BEGIN IMMEDIATE`):
     /// a deferred transaction that upgrades later can fail with `SQLITE_BUSY` that no busy
     /// timeout resolves.
     pub async fn tx(&self, holder: &'static str) -> Result<Tx, DbError> {
-        let begun = match self.shared.backend {
-            Backend::Sqlite => self.shared.pool.begin_with("BEGIN IMMEDIATE").await,
-            Backend::Postgres => self.shared.pool.begin().await,
+        let begin = match self.shared.backend {
+            Backend::Sqlite => "BEGIN IMMEDIATE",
+            Backend::Postgres => "BEGIN",
         };
-        let tx = begun.map_err(|e| self.acquire_error(holder, e))?;
-        Ok(Tx {
-            tx,
-            holder,
-            _ticket: self.shared.ledger.open(holder, GuardKind::Transaction),
-        })
+        // An idle connection the server killed fails its BEGIN; nothing has happened yet, so
+        // take another. Every pooled connection may be dead: at most size + 1 attempts.
+        let attempts = self.shared.pool.options().get_max_connections() + 1;
+        let mut attempt = 1;
+        loop {
+            let conn = self.checkout(holder).await?;
+            let mut tx = Tx {
+                conn: Some(conn),
+                open: false,
+                holder,
+                faults: Arc::clone(&self.shared.faults),
+                suspect: Arc::clone(&self.shared.suspect),
+                statements: 0,
+                _ticket: self.shared.ledger.open(holder, GuardKind::Transaction),
+            };
+            match tx.begin(begin).await {
+                Ok(()) => return Ok(tx),
+                Err(e) if e.is_connection_lost() && attempt < attempts => attempt += 1,
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     fn acquire_error(&self, holder: &'static str, error: sqlx::Error) -> DbError {
@@ -217,6 +261,27 @@ impl Db {
             },
             other => DbError::sqlx(holder, other),
         }
+    }
+
+    /// Arms a fault for the `fault.at`-th fault point from now, on any guard of this `Db`.
+    pub fn arm_fault(&self, fault: fault::Fault) {
+        self.shared.faults.arm(fault);
+    }
+
+    /// Disarms; returns where the fault fired, if it did.
+    pub fn disarm_fault(&self) -> Option<String> {
+        self.shared.faults.disarm()
+    }
+
+    /// Terminates every server backend of this pool (PostgreSQL), as an operator or a failover
+    /// would. Returns how many were terminated; SQLite has no server to do this to: 0.
+    pub async fn kill_connections(&self) -> Result<u32, DbError> {
+        self.shared
+            .probe
+            .lock()
+            .await
+            .kill(&self.shared.application_name)
+            .await
     }
 
     pub fn pool_view(&self) -> PoolView {
@@ -242,13 +307,13 @@ impl Db {
 
     /// Waits, at most `deadline`, until no view shows an open session; else reports the leak.
     pub async fn quiesce(&self, deadline: Duration) -> Result<SessionViews, DbError> {
-        let exact = self.shared.backend == Backend::Postgres;
+        let counts_connections = self.shared.backend == Backend::Postgres;
         settle(
             Instant::now(),
             deadline,
             "quiescence",
             async || self.views().await,
-            |v| v.is_quiescent(exact),
+            |v| v.is_quiescent(counts_connections),
         )
         .await
     }

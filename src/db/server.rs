@@ -99,6 +99,38 @@ impl Probe {
         }
     }
 
+    /// PostgreSQL: `pg_terminate_backend` on every backend of the pool, over the monitor.
+    pub(crate) async fn kill(&mut self, application_name: &str) -> Result<u32, DbError> {
+        let Probe::Postgres {
+            monitor_url,
+            monitor,
+            ..
+        } = self
+        else {
+            return Ok(0);
+        };
+        let monitor = match monitor {
+            Some(m) => m,
+            None => monitor.insert(
+                AnyConnection::connect(monitor_url)
+                    .await
+                    .map_err(|e| DbError::sqlx(HOLDER, e))?,
+            ),
+        };
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS killed FROM \
+               (SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1) k",
+        )
+        .bind(application_name)
+        .fetch_one(&mut *monitor)
+        .await
+        .map_err(|e| DbError::sqlx(HOLDER, e))?;
+        let killed: i64 = row
+            .try_get("killed")
+            .map_err(|e| DbError::sqlx(HOLDER, e))?;
+        Ok(u32::try_from(killed).unwrap_or(u32::MAX))
+    }
+
     /// Closes the probe's own connection; for SQLite, before counting descriptors at close.
     pub(crate) async fn shut(&mut self) {
         let connection = match self {

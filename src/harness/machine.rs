@@ -6,11 +6,11 @@
 //! own `Vec` shrinking removes ops as well; the runner is async and shared with the fuzzer and
 //! `soak`, where that crate's synchronous `StateMachineTest` would not serve.
 
-use super::op::Op;
+use super::op::Step;
 use super::runner::{Coverage, Runner};
 use super::strategy;
 use crate::db::scratch::{self, Scratch};
-use crate::db::{Db, DbError, SETTLE_DEADLINE};
+use crate::db::{Backend, Db, DbError, PoolConfig, SETTLE_DEADLINE};
 use proptest::test_runner::{
     Config, FileFailurePersistence, RngSeed, TestCaseError, TestError, TestRunner,
 };
@@ -49,7 +49,7 @@ impl Budget {
         }
         Self {
             cases: number("LEAKPROOF_CASES", Self::DEFAULT_CASES),
-            max_steps: number("LEAKPROOF_STEPS", 40),
+            max_steps: number("LEAKPROOF_STEPS", 50),
             seed: number("LEAKPROOF_SEED", DEFAULT_SEED),
             postgres_url: None,
             regressions: None,
@@ -139,7 +139,7 @@ impl Place {
             None => Scratch::sqlite()?,
             Some(url) => Scratch::postgres(url).await?,
         };
-        let db = Db::connect(&scratch.url).await?;
+        let db = Db::connect_with(&scratch.url, harness_pool(&scratch.url)?).await?;
         Ok(Self { scratch, db })
     }
 
@@ -159,10 +159,10 @@ const DELETION_BUDGET: usize = 200;
 /// only later stays. This pass removes single ops while the failure persists, until no single
 /// removal keeps it failing (1-minimal) or its budget is spent.
 fn delete_greedily(
-    mut ops: Vec<Op>,
+    mut ops: Vec<Step>,
     mut reason: String,
-    case: &impl Fn(&[Op]) -> Result<(), String>,
-) -> (Vec<Op>, String) {
+    case: &impl Fn(&[Step]) -> Result<(), String>,
+) -> (Vec<Step>, String) {
     let mut runs = 0;
     let mut i = 0;
     while i < ops.len() && runs < DELETION_BUDGET {
@@ -179,6 +179,16 @@ fn delete_greedily(
         }
     }
     (ops, reason)
+}
+
+/// The harness's pool: 4 connections, so a batch (at most 4 ops) never waits for one; and a
+/// short acquire timeout, so a starved op gives up in milliseconds.
+fn harness_pool(url: &str) -> Result<PoolConfig, DbError> {
+    Ok(PoolConfig {
+        max_connections: 4,
+        acquire_timeout: Duration::from_millis(20),
+        ..PoolConfig::for_backend(Backend::of_url(url)?)
+    })
 }
 
 /// How long a discarded database may take to close: its leak is already reported.
@@ -218,7 +228,7 @@ fn explore(
     let first_failure = std::cell::Cell::new(None);
     let started = Instant::now();
     let mut runner = TestRunner::new(config);
-    let case = |ops: &[Op]| -> Result<(), String> {
+    let case = |ops: &[Step]| -> Result<(), String> {
         rt.block_on(async {
             let current = place.borrow_mut().take();
             let current = match current {
@@ -246,7 +256,7 @@ fn explore(
             }
         })
     };
-    let result = runner.run(&strategy::ops(budget.max_steps), |ops| {
+    let result = runner.run(&strategy::steps(budget.max_steps), |ops| {
         case(&ops).map_err(TestCaseError::fail)
     });
     let result = match result {

@@ -157,6 +157,107 @@ pub enum Op {
     },
 }
 
+/// One step of a generated sequence: an op, alone or under a fault, or a batch of ops at once.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Step {
+    Op(Op),
+    /// The op meets an injected error or panic at its `fault.at`-th fault point.
+    Faulted {
+        op: Op,
+        fault: crate::db::fault::Fault,
+    },
+    /// The op's future is polled `polls + 1` times, then dropped if not done.
+    Cancelled {
+        op: Op,
+        polls: u8,
+    },
+    /// The op runs under a timeout of `micros`.
+    TimedOut {
+        op: Op,
+        micros: u16,
+    },
+    /// Every pooled connection is held elsewhere while the op runs: it must time out acquiring.
+    Starved {
+        op: Op,
+    },
+    /// The server terminates every backend of the pool (PostgreSQL; nothing on SQLite).
+    Kill,
+    /// The server terminates every backend `micros` after the op starts.
+    KillDuring {
+        op: Op,
+        micros: u16,
+    },
+    /// 2 to 4 ops at once; their outcomes must be those of some serial order.
+    Batch(Vec<Op>),
+}
+
+impl Step {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Step::Op(_) => "op",
+            Step::Faulted { fault, .. } => match fault.kind {
+                crate::db::fault::FaultKind::Error => "fault_error",
+                crate::db::fault::FaultKind::Panic => "fault_panic",
+            },
+            Step::Cancelled { .. } => "cancel",
+            Step::TimedOut { .. } => "timeout",
+            Step::Starved { .. } => "pool_exhausted",
+            Step::Kill => "kill",
+            Step::KillDuring { .. } => "kill_during",
+            Step::Batch(_) => "batch",
+        }
+    }
+
+    pub const FAULT_KINDS: &'static [&'static str] = &[
+        "fault_error",
+        "fault_panic",
+        "cancel",
+        "timeout",
+        "pool_exhausted",
+        "kill",
+        "kill_during",
+        "batch",
+    ];
+
+    /// The ops this step runs.
+    pub fn ops(&self) -> Vec<Op> {
+        match self {
+            Step::Op(op)
+            | Step::Faulted { op, .. }
+            | Step::Cancelled { op, .. }
+            | Step::TimedOut { op, .. }
+            | Step::Starved { op }
+            | Step::KillDuring { op, .. } => vec![*op],
+            Step::Kill => Vec::new(),
+            Step::Batch(ops) => ops.clone(),
+        }
+    }
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Step::Op(op) => write!(f, "{op}"),
+            Step::Faulted { op, fault } => {
+                write!(f, "{op} [{:?} at fault point {}]", fault.kind, fault.at)
+            }
+            Step::Cancelled { op, polls } => {
+                write!(f, "{op} [cancelled after {} polls]", u32::from(*polls) + 1)
+            }
+            Step::TimedOut { op, micros } => write!(f, "{op} [timeout {micros}µs]"),
+            Step::Starved { op } => write!(f, "{op} [pool exhausted]"),
+            Step::Kill => f.write_str("kill the pool's server connections"),
+            Step::KillDuring { op, micros } => {
+                write!(f, "{op} [connections killed after {micros}µs]")
+            }
+            Step::Batch(ops) => {
+                let list: Vec<String> = ops.iter().map(|op| op.to_string()).collect();
+                write!(f, "at once: {{ {} }}", list.join(" | "))
+            }
+        }
+    }
+}
+
 /// The pools ops draw from. Each holds valid values first and at least one invalid one.
 pub mod pool {
     pub const LOGINS: &[&str] = &["alice", "bob", "Alice", "carol", "-bad-"];

@@ -2,15 +2,22 @@
 //! both (values up to the random token strings, rejections exactly), and then requires every
 //! view of open sessions to show zero once the pool is quiet.
 
-use super::op::{Auth, GrantType, Op, Party, Pkce, RedirectAtToken, Ref, TokenRef, Verifier, pool};
+use super::call::{Bearer, Call, Caller, Created, Secrets, System};
+use super::op::{
+    Auth, GrantType, Op, Party, Pkce, RedirectAtToken, Ref, Step, TokenRef, Verifier, pool,
+};
 use crate::clock::{Clock, ManualClock};
+use crate::db::fault::{FaultKind, INJECTED_PANIC};
 use crate::db::{Db, DbError};
 use crate::domain::{Checksum, Rejection, pkce};
+use crate::model::state::State;
 use crate::model::{self, Ix, Model, Presented, TokenKind};
 use crate::oauth::{AuthorizeRequest, ClientAuth, ClientRegistration, OAuth, TokenRequest};
-use crate::registry::{PublishRequest, Published, Registry};
+use crate::registry::{PublishRequest, Registry};
+use futures::FutureExt;
 use std::collections::BTreeMap;
 use std::fmt;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -69,6 +76,10 @@ fn show(result: &StepResult) -> String {
 pub enum Violation {
     /// Model and system disagree.
     Disagreement { model: String, system: String },
+    /// No serial order of a batch explains what the system answered.
+    NotLinearizable { system: String },
+    /// After an op with an unknown outcome, the state is neither the one before nor after it.
+    HalfApplied { detail: String },
     /// The storage failed where no fault was injected.
     Storage(String),
     /// A session was still open at quiescence, or after close.
@@ -96,6 +107,16 @@ impl fmt::Display for Failure {
                     self.step
                 )
             }
+            Violation::NotLinearizable { system } => {
+                write!(
+                    f,
+                    "step {}: no serial order of the batch explains: {system}",
+                    self.step
+                )
+            }
+            Violation::HalfApplied { detail } => {
+                write!(f, "step {}: half-applied: {detail}", self.step)
+            }
             Violation::Storage(e) => write!(f, "step {}: storage error: {e}", self.step),
             Violation::Leak(e) => write!(f, "step {}: {e}", self.step),
         }
@@ -107,20 +128,39 @@ impl fmt::Display for Failure {
 pub struct Coverage {
     /// (op kind, outcome kind) → count; the outcome is `ok` or a rejection's name.
     pub outcomes: BTreeMap<(&'static str, &'static str), u64>,
+    /// (fault kind, how it ended) → count: `completed` (the op finished anyway), `before` or
+    /// `after` (its unknown outcome resolved to the state before or after it), `serial` (a
+    /// batch explained by a serial order), `killed` (connections terminated).
+    pub faults: BTreeMap<(&'static str, &'static str), u64>,
     pub steps: u64,
 }
 
 impl Coverage {
     pub fn record(&mut self, op: &'static str, outcome: &'static str) {
         *self.outcomes.entry((op, outcome)).or_default() += 1;
-        self.steps += 1;
+    }
+
+    pub fn fault(&mut self, kind: &'static str, ended: &'static str) {
+        *self.faults.entry((kind, ended)).or_default() += 1;
     }
 
     pub fn merge(&mut self, other: &Coverage) {
         for (k, v) in &other.outcomes {
             *self.outcomes.entry(*k).or_default() += v;
         }
+        for (k, v) in &other.faults {
+            *self.faults.entry(*k).or_default() += v;
+        }
         self.steps += other.steps;
+    }
+
+    /// Fault kinds never exercised.
+    pub fn missing_faults(&self) -> Vec<&'static str> {
+        Step::FAULT_KINDS
+            .iter()
+            .copied()
+            .filter(|k| !self.faults.keys().any(|(kind, _)| kind == k))
+            .collect()
     }
 
     fn reached(&self, op: Option<&str>, outcome: Option<&str>) -> bool {
@@ -157,12 +197,35 @@ impl fmt::Display for Coverage {
             let list: Vec<String> = outcomes.iter().map(|(o, n)| format!("{o} {n}")).collect();
             writeln!(f, "{op:<20} {total:>7}  {}", list.join(", "))?;
         }
+        if !self.faults.is_empty() {
+            writeln!(f, "{:<20} {:>7}  ended", "fault", "count")?;
+            let mut by_kind: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+            for ((kind, ended), n) in &self.faults {
+                by_kind
+                    .entry(kind)
+                    .or_default()
+                    .push(format!("{ended} {n}"));
+            }
+            for (kind, list) in by_kind {
+                let total: u64 = self
+                    .faults
+                    .iter()
+                    .filter(|((k, _), _)| *k == kind)
+                    .map(|(_, n)| n)
+                    .sum();
+                writeln!(f, "{kind:<20} {total:>7}  {}", list.join(", "))?;
+            }
+        }
         write!(f, "{} steps", self.steps)
     }
 }
 
 /// How long a step may take to return every session. Generous: a slow CI machine is not a leak.
 pub const QUIESCE_DEADLINE: Duration = Duration::from_secs(5);
+
+/// A secret the runner never saw: issued by an op whose answer was lost (cancelled after its
+/// commit). The model knows the thing exists; nobody can present it.
+const LOST: &str = "lost";
 
 struct ClientKeys {
     client_id: String,
@@ -175,21 +238,28 @@ struct CodeKeys {
     verifier: Option<String>,
 }
 
+/// How an op with an unknown outcome may have ended.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Allowed {
+    /// An injected fault or a starved pool: nothing may have been written.
+    BeforeOnly,
+    /// Cancelled, timed out, or its connection killed: before or after, nothing between.
+    BeforeOrAfter,
+}
+
 /// The system under test and the model, side by side, with the system's secrets by position.
 pub struct Runner {
     model: Model,
-    clock: Arc<ManualClock>,
+    system: System,
     db: Db,
-    registry: Registry,
-    oauth: OAuth,
     clients: Vec<ClientKeys>,
     codes: Vec<CodeKeys>,
     tokens: Vec<String>,
     /// The code the previous step issued, if it issued one (`Ref::Previous`).
     previous_code: Option<Ix>,
-    settle: Duration,
     /// The code this step issued, if any.
     issued_code: Option<Ix>,
+    settle: Duration,
     transcript: Vec<String>,
     pub coverage: Coverage,
 }
@@ -198,21 +268,75 @@ const UNKNOWN_CLIENT: &str = "lpcl_unknown";
 const UNKNOWN_TOKEN: &str = "lpa_never-issued";
 const WRONG_SECRET: &str = "lps_wrong";
 
+/// Injected panics are expected; keep them out of the test output. Other panics print as usual.
+fn quiet_injected_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let message = info
+                .payload()
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| info.payload().downcast_ref::<&str>().copied())
+                .unwrap_or("");
+            if !message.starts_with(INJECTED_PANIC) {
+                previous(info);
+            }
+        }));
+    });
+}
+
+/// Polls a future at most `polls` times; drops it (cancelling it) if it is still pending.
+struct PollLimit<F> {
+    inner: std::pin::Pin<Box<F>>,
+    left: u32,
+}
+
+impl<F: Future> Future for PollLimit<F> {
+    type Output = Option<F::Output>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        match self.inner.as_mut().poll(cx) {
+            std::task::Poll::Ready(v) => std::task::Poll::Ready(Some(v)),
+            std::task::Poll::Pending if self.left == 0 => std::task::Poll::Ready(None),
+            std::task::Poll::Pending => {
+                self.left -= 1;
+                std::task::Poll::Pending
+            }
+        }
+    }
+}
+
+/// What the system's side of one call came to.
+enum Ran {
+    /// An answer: an outcome, a rejection, or a storage error.
+    Answered(Result<StepResult, DbError>, Secrets),
+    /// No answer: cancelled, timed out, or panicked.
+    Lost(&'static str),
+}
+
 impl Runner {
     pub fn new(db: Db) -> Self {
+        quiet_injected_panics();
         let clock = Arc::new(ManualClock::new());
         Self {
             model: Model::new(clock.epoch()),
-            registry: Registry::new(db.clone(), clock.clone()),
-            oauth: OAuth::new(db.clone(), clock.clone()),
-            clock,
+            system: System {
+                registry: Registry::new(db.clone(), clock.clone()),
+                oauth: OAuth::new(db.clone(), clock.clone()),
+                clock,
+            },
             db,
             clients: Vec::new(),
             codes: Vec::new(),
             tokens: Vec::new(),
             previous_code: None,
-            settle: QUIESCE_DEADLINE,
             issued_code: None,
+            settle: QUIESCE_DEADLINE,
             transcript: Vec::new(),
             coverage: Coverage::default(),
         }
@@ -228,15 +352,15 @@ impl Runner {
         self
     }
 
-    /// One line per step so far: the op and what the system answered.
+    /// One line per step so far: the step and what the system answered.
     pub fn transcript(&self) -> &[String] {
         &self.transcript
     }
 
     /// Runs a whole sequence; stops at the first violation.
-    pub async fn run(&mut self, ops: &[Op]) -> Result<(), Failure> {
-        for op in ops {
-            self.step(op).await?;
+    pub async fn run(&mut self, steps: &[Step]) -> Result<(), Failure> {
+        for step in steps {
+            self.step(step).await?;
         }
         Ok(())
     }
@@ -252,40 +376,6 @@ impl Runner {
         }
     }
 
-    /// One op on both sides, compared; then the session views at quiescence.
-    pub async fn step(&mut self, op: &Op) -> Result<(), Failure> {
-        let n = self.transcript.len() + 1;
-        self.previous_code = self.issued_code.take();
-        let (model, system) = self.apply(op).await;
-        self.transcript.push(format!(
-            "{n:>3}. {op} -> {}",
-            match &system {
-                Ok(result) => show(result),
-                Err(e) => format!("storage error: {e}"),
-            }
-        ));
-        let system = match system {
-            Ok(result) => result,
-            Err(e) => return Err(self.fail(n, Violation::Storage(e.to_string()))),
-        };
-        let outcome_kind = match &system {
-            Ok(_) => "ok",
-            Err(r) => r.name(),
-        };
-        self.coverage.record(op.kind(), outcome_kind);
-        if model != system {
-            let violation = Violation::Disagreement {
-                model: show(&model),
-                system: show(&system),
-            };
-            return Err(self.fail(n, violation));
-        }
-        if let Err(e) = self.db.quiesce(self.settle).await {
-            return Err(self.fail(n, Violation::Leak(e.to_string())));
-        }
-        Ok(())
-    }
-
     fn fail(&self, step: usize, violation: Violation) -> Failure {
         Failure {
             step,
@@ -294,8 +384,357 @@ impl Runner {
         }
     }
 
-    /// The n-th most recent of `count` things (`Nth(0)` is the latest). `Previous` is resolved
-    /// by the caller, for the kinds a step can issue.
+    /// One step on both sides, compared; then the session views at quiescence.
+    pub async fn step(&mut self, step: &Step) -> Result<(), Failure> {
+        let n = self.transcript.len() + 1;
+        self.previous_code = self.issued_code.take();
+        let presents_lost = step.ops().iter().any(|op| self.prepare(op).presents(LOST));
+        let (shown, result) = match step {
+            _ if presents_lost => {
+                self.coverage.fault("lost_answer", "skipped");
+                (
+                    "skipped: presents a secret whose issuing answer was lost".to_owned(),
+                    Ok(()),
+                )
+            }
+            Step::Op(op) => self.plain(op).await,
+            Step::Batch(ops) => self.batch(ops).await,
+            Step::Kill => {
+                let killed = self
+                    .db
+                    .kill_connections()
+                    .await
+                    .map_err(|e| self.fail(n, Violation::Storage(e.to_string())))?;
+                self.coverage.fault(
+                    "kill",
+                    if killed > 0 {
+                        "killed"
+                    } else {
+                        "nothing to kill"
+                    },
+                );
+                (format!("{killed} killed"), Ok(()))
+            }
+            faulted => self.faulted(faulted).await,
+        };
+        self.transcript.push(format!("{n:>3}. {step} -> {shown}"));
+        self.coverage.steps += 1;
+        result.map_err(|v| self.fail(n, v))?;
+        if let Err(e) = self.db.quiesce(self.settle).await {
+            return Err(self.fail(n, Violation::Leak(e.to_string())));
+        }
+        Ok(())
+    }
+
+    /// An op on its own: the same outcome from both sides.
+    async fn plain(&mut self, op: &Op) -> (String, Result<(), Violation>) {
+        let call = self.prepare(op);
+        let mut after = self.model.clone();
+        let (model, created) = call.on_model(&mut after);
+        let (system, secrets) = call.on_system(&self.system).await;
+        if let Err(e) = &system
+            && e.is_connection_lost()
+        {
+            // A connection killed earlier: the op's outcome is unknown, as under a fault.
+            return self
+                .lost(
+                    "kill",
+                    "connection lost",
+                    &call,
+                    after,
+                    created,
+                    Allowed::BeforeOrAfter,
+                )
+                .await;
+        }
+        self.settle_answer(op, &call, (model, created, after), (system, secrets))
+    }
+
+    /// An op with no answer: wait for its sessions, then resolve its outcome from the state.
+    async fn lost(
+        &mut self,
+        kind: &'static str,
+        why: &'static str,
+        call: &Call,
+        after: Model,
+        created: Created,
+        allowed: Allowed,
+    ) -> (String, Result<(), Violation>) {
+        // Let the dropped guards roll back and return before looking.
+        if let Err(e) = self.db.quiesce(self.settle).await {
+            return (why.to_owned(), Err(Violation::Leak(e.to_string())));
+        }
+        match self.resolve(call, after, created, allowed).await {
+            Ok(ended) => {
+                self.coverage.fault(kind, ended);
+                (format!("{why}; state as {ended} it"), Ok(()))
+            }
+            Err(v) => (why.to_owned(), Err(v)),
+        }
+    }
+
+    /// Compares an answered op; on agreement the model moves on and the secrets are kept.
+    fn settle_answer(
+        &mut self,
+        op: &Op,
+        call: &Call,
+        (model, created, after): (StepResult, Created, Model),
+        (system, secrets): (Result<StepResult, DbError>, Secrets),
+    ) -> (String, Result<(), Violation>) {
+        let system = match system {
+            Ok(result) => result,
+            Err(e) => {
+                return (
+                    format!("storage error: {e}"),
+                    Err(Violation::Storage(e.to_string())),
+                );
+            }
+        };
+        self.coverage.record(op.kind(), outcome_kind(&system));
+        let shown = show(&system);
+        if model != system {
+            let violation = Violation::Disagreement {
+                model: show(&model),
+                system: shown.clone(),
+            };
+            return (shown, Err(violation));
+        }
+        self.model = after;
+        self.record(call, &created, Some(&secrets));
+        (shown, Ok(()))
+    }
+
+    /// An op under a fault. If it answered anyway, the answer is compared as usual; if not,
+    /// the state is read back and must be the model's before it (or, where a commit may have
+    /// happened, after it).
+    async fn faulted(&mut self, step: &Step) -> (String, Result<(), Violation>) {
+        let kind = step.kind();
+        let ops = step.ops();
+        let Some(op) = ops.first() else {
+            return (String::new(), Ok(()));
+        };
+        let call = self.prepare(op);
+        let mut after = self.model.clone();
+        let (model, created) = call.on_model(&mut after);
+        let system = self.system.clone();
+        let run = AssertUnwindSafe(call.on_system(&system)).catch_unwind();
+        let (ran, allowed) = match *step {
+            Step::Faulted { fault, .. } => {
+                self.db.arm_fault(fault);
+                let ran = match run.await {
+                    Ok((answer, secrets)) => Ran::Answered(answer, secrets),
+                    Err(_) => Ran::Lost("panicked"),
+                };
+                let fired = self.db.disarm_fault();
+                let ran = match (ran, fired, fault.kind) {
+                    // An injected error must reach the caller as a storage error.
+                    (
+                        Ran::Answered(Err(DbError::Injected { .. }), _),
+                        Some(_),
+                        FaultKind::Error,
+                    ) => Ran::Lost("injected error"),
+                    (Ran::Answered(answer, _), Some(point), _) => {
+                        let detail = format!(
+                            "fault fired at {point}, yet the op answered {}",
+                            describe(&answer)
+                        );
+                        return (detail.clone(), Err(Violation::HalfApplied { detail }));
+                    }
+                    (ran, _, _) => ran,
+                };
+                (ran, Allowed::BeforeOnly)
+            }
+            Step::Cancelled { polls, .. } => {
+                let limited = PollLimit {
+                    inner: Box::pin(run),
+                    left: u32::from(polls),
+                };
+                let ran = match limited.await {
+                    Some(Ok((answer, secrets))) => Ran::Answered(answer, secrets),
+                    Some(Err(_)) => Ran::Lost("panicked"),
+                    None => Ran::Lost("cancelled"),
+                };
+                (ran, Allowed::BeforeOrAfter)
+            }
+            Step::TimedOut { micros, .. } => {
+                let ran = match tokio::time::timeout(Duration::from_micros(u64::from(micros)), run)
+                    .await
+                {
+                    Ok(Ok((answer, secrets))) => Ran::Answered(answer, secrets),
+                    Ok(Err(_)) => Ran::Lost("panicked"),
+                    Err(_) => Ran::Lost("timed out"),
+                };
+                (ran, Allowed::BeforeOrAfter)
+            }
+            Step::Starved { .. } => {
+                let mut held = Vec::new();
+                while let Ok(Some(session)) =
+                    tokio::time::timeout(Duration::from_millis(10), self.db.session("harness.hog"))
+                        .await
+                        .map(Result::ok)
+                {
+                    held.push(session);
+                }
+                let ran = match run.await {
+                    Ok((Err(DbError::AcquireTimeout { .. }), _)) => Ran::Lost("pool exhausted"),
+                    Ok((answer, secrets)) => Ran::Answered(answer, secrets),
+                    Err(_) => Ran::Lost("panicked"),
+                };
+                drop(held);
+                (ran, Allowed::BeforeOnly)
+            }
+            Step::KillDuring { micros, .. } => {
+                let kill = async {
+                    tokio::time::sleep(Duration::from_micros(u64::from(micros))).await;
+                    self.db.kill_connections().await
+                };
+                let (ran, _) = tokio::join!(run, kill);
+                let ran = match ran {
+                    Ok((Err(e), _)) if e.is_connection_lost() => Ran::Lost("connection lost"),
+                    Ok((answer, secrets)) => Ran::Answered(answer, secrets),
+                    Err(_) => Ran::Lost("panicked"),
+                };
+                (ran, Allowed::BeforeOrAfter)
+            }
+            _ => unreachable!("plain steps do not come here"),
+        };
+        let ran = match ran {
+            Ran::Answered(Err(e), _) if e.is_connection_lost() => Ran::Lost("connection lost"),
+            ran => ran,
+        };
+        match ran {
+            Ran::Answered(answer, secrets) => {
+                self.coverage.fault(kind, "completed");
+                self.settle_answer(op, &call, (model, created, after), (answer, secrets))
+            }
+            Ran::Lost(why) => self.lost(kind, why, &call, after, created, allowed).await,
+        }
+    }
+
+    /// Reads the state back after an op with no answer: it must equal the model's state before
+    /// the op or (if allowed) after it. The model follows what happened.
+    async fn resolve(
+        &mut self,
+        call: &Call,
+        after: Model,
+        created: Created,
+        allowed: Allowed,
+    ) -> Result<&'static str, Violation> {
+        let system = super::state::read(&self.db)
+            .await
+            .map_err(|e| Violation::Storage(e.to_string()))?;
+        let before = self.model.state();
+        if system == before {
+            return Ok("before");
+        }
+        let after_state = after.state();
+        if allowed == Allowed::BeforeOrAfter && system == after_state {
+            self.model = after;
+            self.record(call, &created, None);
+            return Ok("after");
+        }
+        Err(Violation::HalfApplied {
+            detail: state_difference(&before, &after_state, &system),
+        })
+    }
+
+    /// Ops at once. Their answers must be those of some serial order of the model, and the
+    /// state the system ends in must be that order's. An op whose connection died has no
+    /// answer: it may or may not have happened, so both are tried.
+    async fn batch(&mut self, ops: &[Op]) -> (String, Result<(), Violation>) {
+        let calls: Vec<Call> = ops.iter().map(|op| self.prepare(op)).collect();
+        let system = self.system.clone();
+        let answers = futures::future::join_all(calls.iter().map(|c| c.on_system(&system))).await;
+        // `None`: the op lost its connection.
+        let mut results: Vec<Option<StepResult>> = Vec::new();
+        for (op, (answer, _)) in ops.iter().zip(&answers) {
+            match answer {
+                Ok(result) => {
+                    self.coverage.record(op.kind(), outcome_kind(result));
+                    results.push(Some(result.clone()));
+                }
+                Err(e) if e.is_connection_lost() => results.push(None),
+                Err(e) => {
+                    return (
+                        format!("storage error: {e}"),
+                        Err(Violation::Storage(e.to_string())),
+                    );
+                }
+            }
+        }
+        let shown = results
+            .iter()
+            .map(|r| r.as_ref().map_or("connection lost".to_owned(), show))
+            .collect::<Vec<_>>()
+            .join(" | ");
+        if let Err(e) = self.db.quiesce(self.settle).await {
+            return (shown, Err(Violation::Leak(e.to_string())));
+        }
+        // Secrets get positions in the order the system created their rows.
+        let mut created_ids = Vec::new();
+        for (_, secrets) in &answers {
+            match super::state::created_id(&self.db, secrets).await {
+                Ok(id) => created_ids.push(id),
+                Err(e) => return (shown, Err(Violation::Storage(e.to_string()))),
+            }
+        }
+        let follows_creation = |order: &[usize]| {
+            order.iter().enumerate().all(|(a, &i)| {
+                order[a + 1..]
+                    .iter()
+                    .all(|&j| match (created_ids[i], created_ids[j]) {
+                        (Some((t1, id1)), Some((t2, id2))) => t1 != t2 || id1 < id2,
+                        _ => true,
+                    })
+            })
+        };
+        let lost: Vec<usize> = (0..ops.len()).filter(|&i| results[i].is_none()).collect();
+        let system_state = match super::state::read(&self.db).await {
+            Ok(s) => s,
+            Err(e) => return (shown, Err(Violation::Storage(e.to_string()))),
+        };
+        for order in permutations(ops.len())
+            .into_iter()
+            .filter(|o| follows_creation(o))
+        {
+            for applied in 0u32..(1 << lost.len()) {
+                let happened = |i: usize| match lost.iter().position(|&l| l == i) {
+                    Some(bit) => applied & (1 << bit) != 0,
+                    None => true,
+                };
+                let mut model = self.model.clone();
+                let mut created = vec![Created::Nothing; ops.len()];
+                let explains = order.iter().filter(|&&i| happened(i)).all(|&i| {
+                    let (result, made) = calls[i].on_model(&mut model);
+                    created[i] = made;
+                    results[i].as_ref().is_none_or(|r| *r == result)
+                });
+                if !explains || model.state() != system_state {
+                    continue;
+                }
+                self.model = model;
+                for &i in order.iter().filter(|&&i| happened(i)) {
+                    let secrets = results[i].as_ref().map(|_| &answers[i].1);
+                    self.record(&calls[i], &created[i], secrets);
+                }
+                self.coverage.fault(
+                    "batch",
+                    if lost.is_empty() {
+                        "serial"
+                    } else {
+                        "serial, connection lost"
+                    },
+                );
+                return (shown, Ok(()));
+            }
+        }
+        let violation = Violation::NotLinearizable {
+            system: shown.clone(),
+        };
+        (shown, Err(violation))
+    }
+
+    /// The n-th most recent of `count` things (`Nth(0)` is the latest).
     fn recent(r: Ref, count: usize) -> Option<Ix> {
         match r {
             Ref::Nth(n) if count > 0 => Some(count - 1 - usize::from(n) % count),
@@ -305,24 +744,17 @@ impl Runner {
 
     /// A client by party: the owner of the code or token concerned (the latest client if
     /// there is none), or another.
-    fn party(
-        &self,
-        party: Party,
-        owner: Option<Ix>,
-        auth: Auth,
-    ) -> (Option<Ix>, Presented, ClientAuth) {
+    fn party(&self, party: Party, owner: Option<Ix>, auth: Auth) -> Caller {
         match (party, owner) {
-            (Party::Owner, Some(owner)) => self.client_at(Some(owner), auth),
-            (Party::Owner, None) => self.client(Ref::Nth(0), auth),
-            (Party::Other(r), _) => self.client(r, auth),
+            (Party::Owner, Some(owner)) => self.caller(Some(owner), auth),
+            (Party::Owner, None) => {
+                self.caller(Self::recent(Ref::Nth(0), self.clients.len()), auth)
+            }
+            (Party::Other(r), _) => self.caller(Self::recent(r, self.clients.len()), auth),
         }
     }
 
-    fn client(&self, r: Ref, auth: Auth) -> (Option<Ix>, Presented, ClientAuth) {
-        self.client_at(Self::recent(r, self.clients.len()), auth)
-    }
-
-    fn client_at(&self, ix: Option<Ix>, auth: Auth) -> (Option<Ix>, Presented, ClientAuth) {
+    fn caller(&self, ix: Option<Ix>, auth: Auth) -> Caller {
         let confidential = ix.is_some_and(|i| self.model.is_confidential(i));
         let presented = match (auth, confidential) {
             (Auth::Proper, true) => Presented::Right,
@@ -336,17 +768,17 @@ impl Runner {
             Presented::Absent => None,
         };
         let client_id = keys.map_or(UNKNOWN_CLIENT.to_owned(), |k| k.client_id.clone());
-        (
+        Caller {
             ix,
             presented,
-            ClientAuth {
+            auth: ClientAuth {
                 client_id,
                 client_secret,
             },
-        )
+        }
     }
 
-    fn token(&self, r: TokenRef) -> (Option<Ix>, String) {
+    fn bearer(&self, r: TokenRef) -> Bearer {
         let pick = |kind, n: u8| {
             let of_kind = self.model.tokens_of(kind);
             Self::recent(Ref::Nth(n), of_kind.len()).map(|i| of_kind[i])
@@ -357,76 +789,26 @@ impl Runner {
             TokenRef::Missing => None,
         };
         let text = ix.map_or(UNKNOWN_TOKEN.to_owned(), |i| self.tokens[i].clone());
-        (ix, text)
+        Bearer { ix, text }
     }
 
-    /// Records tokens the system issued, at the positions the model gave them.
-    fn issued(
-        &mut self,
-        model: &Result<model::Issued, Rejection>,
-        system: &crate::Result<crate::oauth::TokenResponse>,
-    ) {
-        if let (Ok(m), Ok(s)) = (model, system) {
-            assert_eq!(
-                m.access,
-                self.tokens.len(),
-                "runner lost track of token positions"
-            );
-            self.tokens.push(s.access_token.expose().to_owned());
-            if let (Some(r), Some(t)) = (m.refresh, &s.refresh_token) {
-                assert_eq!(r, self.tokens.len(), "runner lost track of token positions");
-                self.tokens.push(t.expose().to_owned());
-            }
-        }
-    }
-
-    async fn apply(&mut self, op: &Op) -> (StepResult, Result<StepResult, DbError>) {
+    /// Resolves an op's references against what exists now.
+    fn prepare(&self, op: &Op) -> Call {
         use pool::*;
-        let m = &mut self.model;
         match *op {
-            Op::Advance { secs } => {
-                m.advance(i64::from(secs));
-                self.clock.advance_secs(i64::from(secs));
-                (Ok(Outcome::Done), Ok(Ok(Outcome::Done)))
-            }
-            Op::CreateUser { login } => {
-                let login = pick(LOGINS, login);
-                let model = m.create_user(login).map(|_| Outcome::Done);
-                let system = self.registry.create_user(login).await;
-                (model, split(system.map(|_| Outcome::Done)))
-            }
+            Op::Advance { secs } => Call::Advance(secs),
+            Op::CreateUser { login } => Call::CreateUser(pick(LOGINS, login).to_owned()),
             Op::RegisterClient {
                 confidential,
                 name,
                 redirects,
                 scope,
-            } => {
-                let registration = ClientRegistration {
-                    name: pick(CLIENT_NAMES, name).to_owned(),
-                    confidential,
-                    redirect_uris: registrations(redirects),
-                    scope: pick(SCOPES, scope).to_owned(),
-                };
-                let model = m
-                    .register_client(
-                        &registration.name,
-                        confidential,
-                        &registration.redirect_uris,
-                        &registration.scope,
-                    )
-                    .map(|_| Outcome::Done);
-                let system = self.oauth.register_client(&registration).await;
-                if let (Ok(_), Ok(registered)) = (&model, &system) {
-                    self.clients.push(ClientKeys {
-                        client_id: registered.client_id.clone(),
-                        secret: registered
-                            .client_secret
-                            .as_ref()
-                            .map(|s| s.expose().to_owned()),
-                    });
-                }
-                (model, split(system.map(|_| Outcome::Done)))
-            }
+            } => Call::RegisterClient(ClientRegistration {
+                name: pick(CLIENT_NAMES, name).to_owned(),
+                confidential,
+                redirect_uris: registrations(redirects),
+                scope: pick(SCOPES, scope).to_owned(),
+            }),
             Op::Authorize {
                 client,
                 login,
@@ -434,7 +816,7 @@ impl Runner {
                 scope,
                 pkce: choice,
             } => {
-                let (ix, _, auth) = self.client(client, Auth::Proper);
+                let caller = self.caller(Self::recent(client, self.clients.len()), Auth::Proper);
                 let verifier = format!("verifier-{:0>40}", self.codes.len());
                 let (challenge, method) = match choice {
                     Pkce::S256 => (Some(pkce::s256(&verifier)), Some("S256")),
@@ -443,36 +825,18 @@ impl Runner {
                     Pkce::MalformedChallenge => (Some("short".to_owned()), Some("S256")),
                     Pkce::None => (None, None),
                 };
-                let request = AuthorizeRequest {
-                    client_id: auth.client_id,
-                    redirect_uri: pool::redirect(redirect),
-                    scope: scope.map(|s| pick(SCOPES, s).to_owned()),
-                    code_challenge: challenge,
-                    code_challenge_method: method.map(str::to_owned),
-                    login: pick(LOGINS, login).to_owned(),
-                };
-                let model = self.model.authorize(
-                    ix,
-                    &request.redirect_uri,
-                    request.scope.as_deref(),
-                    request.code_challenge.as_deref(),
-                    request.code_challenge_method.as_deref(),
-                    &request.login,
-                );
-                let system = self.oauth.authorize(&request).await;
-                if let (Ok(ix), Ok(code)) = (&model, &system) {
-                    assert_eq!(*ix, self.codes.len(), "runner lost track of code positions");
-                    self.issued_code = Some(*ix);
-                    self.codes.push(CodeKeys {
-                        code: code.code.expose().to_owned(),
-                        redirect_uri: request.redirect_uri.clone(),
-                        verifier: request.code_challenge.is_some().then_some(verifier),
-                    });
+                Call::Authorize {
+                    client: caller.ix,
+                    request: AuthorizeRequest {
+                        client_id: caller.auth.client_id,
+                        redirect_uri: pool::redirect(redirect),
+                        scope: scope.map(|s| pick(SCOPES, s).to_owned()),
+                        code_challenge: challenge,
+                        code_challenge_method: method.map(str::to_owned),
+                        login: pick(LOGINS, login).to_owned(),
+                    },
+                    verifier,
                 }
-                (
-                    model.map(|_| Outcome::Done),
-                    split(system.map(|_| Outcome::Done)),
-                )
             }
             Op::ExchangeCode {
                 client,
@@ -481,11 +845,12 @@ impl Runner {
                 redirect,
                 verifier,
             } => {
-                let code_ix = Self::recent(code, self.codes.len());
-                let owner = code_ix.map(|c| self.model.code_client(c));
-                let (ix, presented, auth) = self.party(client, owner, auth);
-                let keys = code_ix.map(|c| &self.codes[c]);
-                let code_text = keys.map_or("lpc_never-issued".to_owned(), |k| k.code.clone());
+                let code = match code {
+                    Ref::Previous => self.previous_code,
+                    other => Self::recent(other, self.codes.len()),
+                };
+                let caller = self.party(client, code.map(|c| self.model.code_client(c)), auth);
+                let keys = code.map(|c| &self.codes[c]);
                 let redirect_uri = match (redirect, keys) {
                     (RedirectAtToken::Same, Some(k)) => k.redirect_uri.clone(),
                     (RedirectAtToken::Same, None) => pool::redirect(0),
@@ -500,19 +865,13 @@ impl Runner {
                     Verifier::Malformed => Some("short".to_owned()),
                     Verifier::Absent => None,
                 };
-                let model = self.model.exchange_code(
-                    ix,
-                    presented,
-                    code_ix,
-                    &redirect_uri,
-                    verifier.as_deref(),
-                );
-                let system = self
-                    .oauth
-                    .exchange_code(&auth, &code_text, &redirect_uri, verifier.as_deref())
-                    .await;
-                self.issued(&model, &system);
-                (model.map(issued), split(system.map(response)))
+                Call::Exchange {
+                    caller,
+                    code,
+                    code_text: keys.map_or("lpc_never-issued".to_owned(), |k| k.code.clone()),
+                    redirect_uri,
+                    verifier,
+                }
             }
             Op::Refresh {
                 client,
@@ -520,83 +879,59 @@ impl Runner {
                 token,
                 scope,
             } => {
-                let (token_ix, text) = self.token(token);
-                let owner = token_ix.map(|t| self.model.token_client(t));
-                let (ix, presented, auth) = self.party(client, owner, auth);
-                let scope = scope.map(|s| pick(SCOPES, s));
-                let model = self.model.refresh(ix, presented, token_ix, scope);
-                let system = self.oauth.refresh(&auth, &text, scope).await;
-                self.issued(&model, &system);
-                (model.map(issued), split(system.map(response)))
+                let token = self.bearer(token);
+                let caller = self.party(client, token.ix.map(|t| self.model.token_client(t)), auth);
+                Call::Refresh {
+                    caller,
+                    token,
+                    scope: scope.map(|s| pick(SCOPES, s).to_owned()),
+                }
             }
             Op::ClientCredentials {
                 client,
                 auth,
                 scope,
-            } => {
-                let (ix, presented, auth) = self.client(client, auth);
-                let scope = scope.map(|s| pick(SCOPES, s));
-                let model = self.model.client_credentials(ix, presented, scope);
-                let system = self.oauth.client_credentials(&auth, scope).await;
-                self.issued(&model, &system);
-                (model.map(issued), split(system.map(response)))
-            }
+            } => Call::ClientCredentials {
+                caller: self.caller(Self::recent(client, self.clients.len()), auth),
+                scope: scope.map(|s| pick(SCOPES, s).to_owned()),
+            },
             Op::TokenEndpoint { client, grant } => {
-                let (_, _, auth) = self.client(client, Auth::Proper);
-                let (grant_type, model) = match grant {
+                let caller = self.caller(Self::recent(client, self.clients.len()), Auth::Proper);
+                let (grant_type, expected) = match grant {
                     GrantType::Unsupported => ("password", Rejection::UnsupportedGrantType),
                     GrantType::CodeWithoutCode => (
                         "authorization_code",
                         Rejection::MissingParameter { name: "code" },
                     ),
                 };
-                let request = TokenRequest {
-                    grant_type: grant_type.to_owned(),
-                    client_id: auth.client_id,
-                    client_secret: auth.client_secret,
-                    redirect_uri: Some(pool::redirect(0)),
-                    ..TokenRequest::default()
-                };
-                let system = self.oauth.token(&request).await;
-                (Err(model), split(system.map(response)))
+                Call::TokenEndpoint {
+                    request: TokenRequest {
+                        grant_type: grant_type.to_owned(),
+                        client_id: caller.auth.client_id,
+                        client_secret: caller.auth.client_secret,
+                        redirect_uri: Some(pool::redirect(0)),
+                        ..TokenRequest::default()
+                    },
+                    expected,
+                }
             }
             Op::Revoke {
                 client,
                 auth,
                 token,
             } => {
-                let (token_ix, text) = self.token(token);
-                let owner = token_ix.map(|t| self.model.token_client(t));
-                let (ix, presented, auth) = self.party(client, owner, auth);
-                let model = self
-                    .model
-                    .revoke(ix, presented, token_ix)
-                    .map(|()| Outcome::Done);
-                let system = self.oauth.revoke(&auth, &text).await;
-                (model, split(system.map(|()| Outcome::Done)))
+                let token = self.bearer(token);
+                let caller = self.party(client, token.ix.map(|t| self.model.token_client(t)), auth);
+                Call::Revoke { caller, token }
             }
             Op::Introspect {
                 client,
                 auth,
                 token,
             } => {
-                let (token_ix, text) = self.token(token);
-                let owner = token_ix.map(|t| self.model.token_client(t));
-                let (ix, presented, auth) = self.party(client, owner, auth);
-                let model = self
-                    .model
-                    .introspect(ix, presented, token_ix)
-                    .map(Outcome::Introspected);
-                let system = self.oauth.introspect(&auth, &text).await.map(|i| {
-                    Outcome::Introspected(model::Introspected {
-                        active: i.active,
-                        scope: i.scope,
-                        token_type: i.token_type,
-                        username: i.username,
-                        exp: i.exp,
-                    })
-                });
-                (model, split(system))
+                let token = self.bearer(token);
+                let caller = self.party(client, token.ix.map(|t| self.model.token_client(t)), auth);
+                Call::Introspect { caller, token }
             }
             Op::Publish {
                 token,
@@ -604,123 +939,167 @@ impl Runner {
                 version,
                 bad_checksum,
             } => {
-                let (token_ix, text) = self.token(token);
                 let (name, version) = (pick(CRATES, name), pick(VERSIONS, version));
                 let checksum = if bad_checksum {
                     "not-a-checksum".to_owned()
                 } else {
                     Checksum::of(format!("{name}@{version}").as_bytes()).0
                 };
-                let model = self
-                    .model
-                    .publish(token_ix, name, version, &checksum)
-                    .map(Outcome::Published);
-                let request = PublishRequest {
-                    name: name.to_owned(),
-                    version: version.to_owned(),
-                    checksum,
-                };
-                let system = self.registry.publish(&text, &request).await.map(|p| {
-                    Outcome::Published(match p {
-                        Published::NewCrate => model::PublishKind::NewCrate,
-                        Published::NewVersion => model::PublishKind::NewVersion,
-                    })
-                });
-                (model, split(system))
+                Call::Publish {
+                    token: self.bearer(token),
+                    request: PublishRequest {
+                        name: name.to_owned(),
+                        version: version.to_owned(),
+                        checksum,
+                    },
+                }
             }
             Op::SetYanked {
                 token,
                 name,
                 version,
                 yanked,
-            } => {
-                let (token_ix, text) = self.token(token);
-                let (name, version) = (pick(CRATES, name), pick(VERSIONS, version));
-                let model = self
-                    .model
-                    .set_yanked(token_ix, name, version, yanked)
-                    .map(|()| Outcome::Done);
-                let system = self.registry.set_yanked(&text, name, version, yanked).await;
-                (model, split(system.map(|()| Outcome::Done)))
+            } => Call::SetYanked {
+                token: self.bearer(token),
+                name: pick(CRATES, name).to_owned(),
+                version: pick(VERSIONS, version).to_owned(),
+                yanked,
+            },
+            Op::AddOwner { token, name, login } => Call::AddOwner {
+                token: self.bearer(token),
+                name: pick(CRATES, name).to_owned(),
+                login: pick(LOGINS, login).to_owned(),
+            },
+            Op::RemoveOwner { token, name, login } => Call::RemoveOwner {
+                token: self.bearer(token),
+                name: pick(CRATES, name).to_owned(),
+                login: pick(LOGINS, login).to_owned(),
+            },
+            Op::Download { name, version } => Call::Download {
+                name: pick(CRATES, name).to_owned(),
+                version: pick(VERSIONS, version).to_owned(),
+            },
+            Op::Versions { name } => Call::Versions(pick(CRATES, name).to_owned()),
+            Op::CrateInfo { name } => Call::CrateInfo(pick(CRATES, name).to_owned()),
+        }
+    }
+
+    /// Keeps the secrets of what the model created, at the model's positions; secrets never
+    /// seen are kept as lost.
+    fn record(&mut self, call: &Call, created: &Created, secrets: Option<&Secrets>) {
+        match (created, secrets) {
+            (Created::Nothing, _) => {}
+            (Created::Client(ix), secrets) => {
+                assert_eq!(
+                    *ix,
+                    self.clients.len(),
+                    "runner lost track of client positions"
+                );
+                let (client_id, secret) = match secrets {
+                    Some(Secrets::Client { client_id, secret }) => {
+                        (client_id.clone(), secret.clone())
+                    }
+                    _ => (LOST.to_owned(), None),
+                };
+                self.clients.push(ClientKeys { client_id, secret });
             }
-            Op::AddOwner { token, name, login } => {
-                let (token_ix, text) = self.token(token);
-                let (name, login) = (pick(CRATES, name), pick(LOGINS, login));
-                let model = self
-                    .model
-                    .add_owner(token_ix, name, login)
-                    .map(|()| Outcome::Done);
-                let system = self.registry.add_owner(&text, name, login).await;
-                (model, split(system.map(|()| Outcome::Done)))
-            }
-            Op::RemoveOwner { token, name, login } => {
-                let (token_ix, text) = self.token(token);
-                let (name, login) = (pick(CRATES, name), pick(LOGINS, login));
-                let model = self
-                    .model
-                    .remove_owner(token_ix, name, login)
-                    .map(|()| Outcome::Done);
-                let system = self.registry.remove_owner(&text, name, login).await;
-                (model, split(system.map(|()| Outcome::Done)))
-            }
-            Op::Download { name, version } => {
-                let (name, version) = (pick(CRATES, name), pick(VERSIONS, version));
-                let model = self.model.download(name, version).map(Outcome::Checksum);
-                let system = self.registry.download(name, version).await;
-                (model, split(system.map(Outcome::Checksum)))
-            }
-            Op::Versions { name } => {
-                let name = pick(CRATES, name);
-                let model = self.model.versions(name).map(Outcome::Versions);
-                let system = self.registry.versions(name).await.map(|list| {
-                    Outcome::Versions(
-                        list.into_iter()
-                            .map(|v| model::VersionSummary {
-                                num: v.num,
-                                checksum: v.checksum,
-                                yanked: v.yanked,
-                                downloads: v.downloads,
-                            })
-                            .collect(),
-                    )
+            (Created::Code(ix), secrets) => {
+                assert_eq!(*ix, self.codes.len(), "runner lost track of code positions");
+                let code = match secrets {
+                    Some(Secrets::Code(code)) => code.clone(),
+                    _ => LOST.to_owned(),
+                };
+                let (redirect_uri, verifier) = match call {
+                    Call::Authorize {
+                        request, verifier, ..
+                    } => (
+                        request.redirect_uri.clone(),
+                        request.code_challenge.is_some().then(|| verifier.clone()),
+                    ),
+                    _ => (String::new(), None),
+                };
+                self.issued_code = Some(*ix);
+                self.codes.push(CodeKeys {
+                    code,
+                    redirect_uri,
+                    verifier,
                 });
-                (model, split(system))
             }
-            Op::CrateInfo { name } => {
-                let name = pick(CRATES, name);
-                let model = self.model.crate_info(name).map(Outcome::Crate);
-                let system = self.registry.crate_info(name).await.map(|c| {
-                    Outcome::Crate(model::CrateSummary {
-                        name: c.name,
-                        downloads: c.downloads,
-                        owners: c.owners,
-                    })
-                });
-                (model, split(system))
+            (Created::Tokens(issued), secrets) => {
+                let (access, refresh) = match secrets {
+                    Some(Secrets::Tokens { access, refresh }) => (access.clone(), refresh.clone()),
+                    _ => (LOST.to_owned(), Some(LOST.to_owned())),
+                };
+                assert_eq!(
+                    issued.access,
+                    self.tokens.len(),
+                    "runner lost track of token positions"
+                );
+                self.tokens.push(access);
+                if let Some(r) = issued.refresh {
+                    assert_eq!(r, self.tokens.len(), "runner lost track of token positions");
+                    self.tokens.push(refresh.unwrap_or_else(|| LOST.to_owned()));
+                }
             }
         }
     }
 }
 
-fn issued(i: model::Issued) -> Outcome {
-    Outcome::Issued {
-        refresh: i.refresh.is_some(),
-        scope: i.scope,
-    }
-}
-
-fn response(r: crate::oauth::TokenResponse) -> Outcome {
-    Outcome::Issued {
-        refresh: r.refresh_token.is_some(),
-        scope: r.scope,
-    }
-}
-
-/// A system result, with storage errors set apart from rejections.
-fn split(result: crate::Result<Outcome>) -> Result<StepResult, DbError> {
+fn outcome_kind(result: &StepResult) -> &'static str {
     match result {
-        Ok(outcome) => Ok(Ok(outcome)),
-        Err(crate::Error::Rejected(r)) => Ok(Err(r)),
-        Err(crate::Error::Db(e)) => Err(e),
+        Ok(_) => "ok",
+        Err(r) => r.name(),
     }
+}
+
+fn describe(answer: &Result<StepResult, DbError>) -> String {
+    match answer {
+        Ok(result) => show(result),
+        Err(e) => format!("storage error: {e}"),
+    }
+}
+
+/// Every order of `n` things (n ≤ 4: at most 24).
+fn permutations(n: usize) -> Vec<Vec<usize>> {
+    assert!(n <= 4, "batches are at most 4 ops");
+    fn extend(prefix: &mut Vec<usize>, n: usize, out: &mut Vec<Vec<usize>>) {
+        if prefix.len() == n {
+            out.push(prefix.clone());
+            return;
+        }
+        for i in 0..n {
+            if !prefix.contains(&i) {
+                prefix.push(i);
+                extend(prefix, n, out);
+                prefix.pop();
+            }
+        }
+    }
+    let mut out = Vec::new();
+    extend(&mut Vec::new(), n, &mut out);
+    out
+}
+
+/// Names the first part of the state that matches neither the state before nor after.
+fn state_difference(before: &State, after: &State, system: &State) -> String {
+    macro_rules! part {
+        ($field:ident) => {
+            if system.$field != before.$field && system.$field != after.$field {
+                return format!(
+                    "{} are {:?}; before the op {:?}; after it {:?}",
+                    stringify!($field),
+                    system.$field,
+                    before.$field,
+                    after.$field
+                );
+            }
+        };
+    }
+    part!(users);
+    part!(clients);
+    part!(codes);
+    part!(grants);
+    part!(tokens);
+    part!(crates);
+    "each table matches before or after, but not all the same one".to_owned()
 }

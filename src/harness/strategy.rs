@@ -3,6 +3,7 @@
 //! choice shrinks toward its first (simplest, most ordinary) value.
 
 use super::op::*;
+use crate::db::fault::{Fault, FaultKind};
 use proptest::prelude::*;
 use proptest::sample::select;
 
@@ -170,6 +171,43 @@ fn setup() -> impl Strategy<Value = Vec<Op>> {
         })
 }
 
+fn op_for_batch() -> impl Strategy<Value = Op> {
+    op().prop_filter("the clock does not move inside a batch", |op| {
+        !matches!(op, Op::Advance { .. })
+    })
+}
+
+/// Ops at once: any 2 to 4, or the same op twice — the races the rules care about (a code
+/// redeemed twice, a refresh token used twice, one version published twice).
+fn batch() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        2 => proptest::collection::vec(op_for_batch(), 2..=4).prop_map(Step::Batch),
+        1 => op_for_batch().prop_map(|op| Step::Batch(vec![op, op])),
+    ]
+}
+
+fn fault() -> impl Strategy<Value = Fault> {
+    (
+        0u8..6,
+        prop_oneof![3 => Just(FaultKind::Error), 1 => Just(FaultKind::Panic)],
+    )
+        .prop_map(|(at, kind)| Fault { at, kind })
+}
+
+/// One step: mostly a plain op; sometimes an op under a fault, or a batch.
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        40 => op().prop_map(Step::Op),
+        4 => (op(), fault()).prop_map(|(op, fault)| Step::Faulted { op, fault }),
+        4 => (op(), 0u8..12).prop_map(|(op, polls)| Step::Cancelled { op, polls }),
+        2 => (op(), 1u16..400).prop_map(|(op, micros)| Step::TimedOut { op, micros }),
+        1 => op().prop_map(|op| Step::Starved { op }),
+        1 => Just(Step::Kill),
+        2 => (op(), 0u16..2_000).prop_map(|(op, micros)| Step::KillDuring { op, micros }),
+        4 => batch(),
+    ]
+}
+
 /// An authorization immediately redeemed by its client: the way most tokens come to be.
 fn login_flow() -> impl Strategy<Value = Vec<Op>> {
     (
@@ -178,12 +216,12 @@ fn login_flow() -> impl Strategy<Value = Vec<Op>> {
         weighted(&[16, 4, 1, 1, 1, 1]),
         maybe_scope(6),
         pkce(),
-        auth(),
+        (party(), auth()),
         redirect_at_token(),
         verifier(),
     )
         .prop_map(
-            |(client, login, redirect, scope, pkce, auth, at_token, verifier)| {
+            |(client, login, redirect, scope, pkce, (party, auth), at_token, verifier)| {
                 vec![
                     Op::Authorize {
                         client,
@@ -193,9 +231,9 @@ fn login_flow() -> impl Strategy<Value = Vec<Op>> {
                         pkce,
                     },
                     Op::ExchangeCode {
-                        client: Party::Owner,
+                        client: party,
                         auth,
-                        code: Ref::Nth(0),
+                        code: Ref::Previous,
                         redirect: at_token,
                         verifier,
                     },
@@ -204,19 +242,21 @@ fn login_flow() -> impl Strategy<Value = Vec<Op>> {
         )
 }
 
-/// A step of a story: mostly one op, sometimes a login flow of two.
-fn chunk() -> impl Strategy<Value = Vec<Op>> {
-    prop_oneof![3 => op().prop_map(|op| vec![op]), 1 => login_flow()]
+/// A piece of a story: mostly one step, sometimes a login flow of two.
+fn chunk() -> impl Strategy<Value = Vec<Step>> {
+    prop_oneof![
+        3 => step().prop_map(|step| vec![step]),
+        1 => login_flow().prop_map(|ops| ops.into_iter().map(Step::Op).collect()),
+    ]
 }
 
-/// The setup, then chunks adding up to at most `max_len` operations in all.
-pub fn ops(max_len: usize) -> impl Strategy<Value = Vec<Op>> {
+/// The setup, then chunks adding up to at most `max_len` steps in all.
+pub fn steps(max_len: usize) -> impl Strategy<Value = Vec<Step>> {
     let max_len = max_len.max(2);
-    (setup(), proptest::collection::vec(chunk(), 1..=max_len)).prop_map(
-        move |(mut setup, chunks)| {
-            setup.extend(chunks.into_iter().flatten());
-            setup.truncate(max_len);
-            setup
-        },
-    )
+    (setup(), proptest::collection::vec(chunk(), 1..=max_len)).prop_map(move |(setup, chunks)| {
+        let mut steps: Vec<Step> = setup.into_iter().map(Step::Op).collect();
+        steps.extend(chunks.into_iter().flatten());
+        steps.truncate(max_len);
+        steps
+    })
 }

@@ -12,6 +12,7 @@
 
 mod oauth;
 mod registry;
+pub mod state;
 
 pub use oauth::{Introspected, Issued, Presented};
 pub use registry::{CrateSummary, PublishKind, VersionSummary};

@@ -145,6 +145,17 @@ impl OAuth {
         let now = self.now();
         let mut tx = self.db.tx("oauth.refresh").await?;
         let client = authenticate(&mut tx, client).await?;
+        // Refreshes of one family run one after another: lock the family's row first, then
+        // read the token. Otherwise two concurrent replays of a rotated token both see it
+        // unrevoked and both answer "reused", which no serial order explains.
+        tx.execute(
+            sql(
+                "UPDATE oauth_grants SET created_at = created_at WHERE id = \
+                 (SELECT grant_id FROM oauth_tokens WHERE token_hash = $1 AND kind = 'refresh')",
+            )
+            .bind(hash(refresh_token)),
+        )
+        .await?;
         let row = tx
             .fetch_optional(
                 sql(
