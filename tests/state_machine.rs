@@ -3,8 +3,8 @@
 //! batches — each step compared with the model and followed by the zero-sessions check.
 //! Failures shrink to a short transcript.
 //!
-//! Budget: `LEAKPROOF_CASES` sequences (default 256) of up to `LEAKPROOF_STEPS` ops (default
-//! 40) per backend, generated from `LEAKPROOF_SEED` (default fixed, so CI is reproducible; the
+//! Budget: `LEAKPROOF_CASES` sequences (default 256) of up to `LEAKPROOF_STEPS` steps (default
+//! 50) per backend, generated from `LEAKPROOF_SEED` (default fixed, so CI is reproducible; the
 //! seed is printed). Failing cases are saved to `tests/regressions/` and replayed first.
 
 mod common;
