@@ -7,7 +7,7 @@ use super::DbError;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum FaultKind {
     /// The statement fails with [`DbError::Injected`].
     Error,
@@ -16,7 +16,7 @@ pub enum FaultKind {
 }
 
 /// A fault armed for the `at`-th fault point from now (0: the very next one).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Fault {
     pub at: u8,
     pub kind: FaultKind,

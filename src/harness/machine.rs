@@ -10,7 +10,8 @@ use super::op::Step;
 use super::runner::{Coverage, Runner};
 use super::strategy;
 use crate::db::scratch::{self, Scratch};
-use crate::db::{Backend, Db, DbError, PoolConfig, SETTLE_DEADLINE};
+use crate::db::{Backend, Db, DbError, PoolConfig, SETTLE_DEADLINE, SessionViews};
+use proptest::strategy::ValueTree;
 use proptest::test_runner::{
     Config, FileFailurePersistence, RngSeed, TestCaseError, TestError, TestRunner,
 };
@@ -126,6 +127,61 @@ pub enum MachineError {
     Runner(String),
 }
 
+/// The most re-runs the deletion pass may spend after proptest's shrinking.
+const DELETION_BUDGET: usize = 200;
+
+/// proptest deletes each step once, before it simplifies the rest; a step that becomes
+/// removable only later stays. This pass removes single steps while the failure persists, until
+/// no single removal keeps it failing (1-minimal) or its budget is spent.
+pub fn delete_greedily(
+    mut steps: Vec<Step>,
+    mut reason: String,
+    case: &impl Fn(&[Step]) -> Result<(), String>,
+) -> (Vec<Step>, String) {
+    let mut runs = 0;
+    let mut i = 0;
+    while i < steps.len() && runs < DELETION_BUDGET {
+        let mut candidate = steps.clone();
+        candidate.remove(i);
+        runs += 1;
+        match case(&candidate) {
+            Err(why) => {
+                steps = candidate;
+                reason = why;
+                i = 0;
+            }
+            Ok(()) => i += 1,
+        }
+    }
+    (steps, reason)
+}
+
+/// Shrinks a failing sequence as proptest's runner does (simplify while it fails, complicate
+/// when it passes), at most `budget` runs, then deletes single steps greedily.
+pub fn shrink(
+    tree: &mut impl ValueTree<Value = Vec<Step>>,
+    reason: String,
+    case: &impl Fn(&[Step]) -> Result<(), String>,
+    budget: usize,
+) -> (Vec<Step>, String) {
+    let mut best = (tree.current(), reason);
+    let mut runs = 0;
+    'simplify: while runs < budget && tree.simplify() {
+        loop {
+            runs += 1;
+            match case(&tree.current()) {
+                Err(why) => {
+                    best = (tree.current(), why);
+                    continue 'simplify;
+                }
+                Ok(()) if runs < budget && tree.complicate() => {}
+                Ok(()) => break 'simplify,
+            }
+        }
+    }
+    delete_greedily(best.0, best.1, case)
+}
+
 /// A scratch database and its pool. After a failed case it is thrown away: a leaked session
 /// may still hold locks or rows, and every later case (shrinking runs hundreds) would inherit it.
 struct Place {
@@ -134,8 +190,8 @@ struct Place {
 }
 
 impl Place {
-    async fn new(budget: &Budget) -> Result<Self, DbError> {
-        let scratch = match &budget.postgres_url {
+    async fn new(postgres_url: Option<&str>) -> Result<Self, DbError> {
+        let scratch = match postgres_url {
             None => Scratch::sqlite()?,
             Some(url) => Scratch::postgres(url).await?,
         };
@@ -144,41 +200,13 @@ impl Place {
     }
 
     /// Closes and removes; with `deadline` short when a leak is already known.
-    async fn discard(self, deadline: Duration) -> Result<(), DbError> {
+    async fn discard(self, deadline: Duration) -> Result<SessionViews, DbError> {
         let closed = self.db.close(deadline).await;
         let removed = self.scratch.remove().await;
-        closed?;
-        removed
+        let views = closed?;
+        removed?;
+        Ok(views)
     }
-}
-
-/// The most re-runs the deletion pass may spend after proptest's shrinking.
-const DELETION_BUDGET: usize = 200;
-
-/// proptest deletes each op once, before it simplifies the rest; an op that becomes removable
-/// only later stays. This pass removes single ops while the failure persists, until no single
-/// removal keeps it failing (1-minimal) or its budget is spent.
-fn delete_greedily(
-    mut ops: Vec<Step>,
-    mut reason: String,
-    case: &impl Fn(&[Step]) -> Result<(), String>,
-) -> (Vec<Step>, String) {
-    let mut runs = 0;
-    let mut i = 0;
-    while i < ops.len() && runs < DELETION_BUDGET {
-        let mut candidate = ops.clone();
-        candidate.remove(i);
-        runs += 1;
-        match case(&candidate) {
-            Err(why) => {
-                ops = candidate;
-                reason = why;
-                i = 0;
-            }
-            Ok(()) => i += 1,
-        }
-    }
-    (ops, reason)
 }
 
 /// The harness's pool: 4 connections, so a batch (at most 4 ops) never waits for one; and a
@@ -194,27 +222,114 @@ fn harness_pool(url: &str) -> Result<PoolConfig, DbError> {
 /// How long a discarded database may take to close: its leak is already reported.
 const DISCARD_DEADLINE: Duration = Duration::from_millis(100);
 
+/// Where cases run: a runtime and a scratch database (replaced after a failure), with the
+/// coverage of every case run so far and the highest session counts seen.
+pub struct Lab {
+    rt: tokio::runtime::Runtime,
+    place: RefCell<Option<Place>>,
+    postgres_url: Option<String>,
+    settle: Duration,
+    pub coverage: RefCell<Coverage>,
+    pub peaks: RefCell<Peaks>,
+}
+
+/// The most sessions each view showed at once, sampled at the end of every case.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Peaks {
+    pub ledger: usize,
+    pub pool: u32,
+    pub server: u32,
+}
+
+impl Peaks {
+    pub fn merge(&mut self, other: &Peaks) {
+        self.ledger = self.ledger.max(other.ledger);
+        self.pool = self.pool.max(other.pool);
+        self.server = self.server.max(other.server);
+    }
+}
+
+impl Lab {
+    pub fn new(postgres_url: Option<String>, settle: Duration) -> Result<Self, MachineError> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|e| MachineError::Runner(e.to_string()))?;
+        let place = rt.block_on(Place::new(postgres_url.as_deref()))?;
+        Ok(Self {
+            rt,
+            place: RefCell::new(Some(place)),
+            postgres_url,
+            settle,
+            coverage: RefCell::default(),
+            peaks: RefCell::default(),
+        })
+    }
+
+    /// Runs one sequence on an emptied database with a fresh model; every step checked.
+    pub fn case(&self, steps: &[Step]) -> Result<(), String> {
+        self.rt.block_on(async {
+            let current = self.place.borrow_mut().take();
+            let current = match current {
+                Some(p) => p,
+                None => Place::new(self.postgres_url.as_deref())
+                    .await
+                    .map_err(|e| e.to_string())?,
+            };
+            current.db.ledger().reset_peak();
+            scratch::reset(&current.db)
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut runner = Runner::new(current.db.clone()).with_settle_deadline(self.settle);
+            let outcome = runner.run(steps).await;
+            self.coverage.borrow_mut().merge(&runner.coverage);
+            let views = current.db.views().await;
+            if let Ok(views) = views {
+                self.peaks.borrow_mut().merge(&Peaks {
+                    ledger: views.ledger.peak,
+                    pool: views.pool.size,
+                    server: views.server.connections,
+                });
+            }
+            match outcome {
+                Ok(()) => {
+                    *self.place.borrow_mut() = Some(current);
+                    Ok(())
+                }
+                Err(failure) => {
+                    let _ = current.discard(DISCARD_DEADLINE).await;
+                    Err(failure.to_string())
+                }
+            }
+        })
+    }
+
+    /// Closes the database and requires every view at zero.
+    pub fn close(self) -> Result<SessionViews, MachineError> {
+        let place = self.place.into_inner();
+        match place {
+            Some(place) => Ok(self.rt.block_on(place.discard(SETTLE_DEADLINE))?),
+            None => Ok(SessionViews::default()),
+        }
+    }
+}
+
 /// Runs the state machine within `budget` on a scratch database, and closes it to zero
 /// sessions at the end. Blocks; builds its own tokio runtime.
 pub fn run(budget: &Budget) -> Result<Report, MachineError> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| MachineError::Runner(e.to_string()))?;
-    let place = RefCell::new(Some(rt.block_on(Place::new(budget))?));
-    let result = explore(&rt, &place, budget);
-    if let Some(place) = place.into_inner() {
-        rt.block_on(place.discard(SETTLE_DEADLINE))?;
-    }
-    result
+    let lab = Lab::new(budget.postgres_url.clone(), budget.settle)?;
+    let result = explore(&lab, budget);
+    let coverage = lab.coverage.borrow().clone();
+    lab.close()?;
+    result.map(|(elapsed, _)| Report {
+        coverage,
+        elapsed,
+        seed: budget.seed,
+    })
 }
 
-fn explore(
-    rt: &tokio::runtime::Runtime,
-    place: &RefCell<Option<Place>>,
-    budget: &Budget,
-) -> Result<Report, MachineError> {
+fn explore(lab: &Lab, budget: &Budget) -> Result<(Duration, ()), MachineError> {
     let config = Config {
         cases: budget.cases,
         max_shrink_iters: 4096,
@@ -224,59 +339,27 @@ fn explore(
             .map(|path| Box::new(FileFailurePersistence::Direct(path)) as Box<_>),
         ..Config::default()
     };
-    let total = RefCell::new(Coverage::default());
     let first_failure = std::cell::Cell::new(None);
     let started = Instant::now();
-    let mut runner = TestRunner::new(config);
-    let case = |ops: &[Step]| -> Result<(), String> {
-        rt.block_on(async {
-            let current = place.borrow_mut().take();
-            let current = match current {
-                Some(p) => p,
-                None => Place::new(budget).await.map_err(|e| e.to_string())?,
-            };
-            scratch::reset(&current.db)
-                .await
-                .map_err(|e| e.to_string())?;
-            let mut runner = Runner::new(current.db.clone()).with_settle_deadline(budget.settle);
-            let outcome = runner.run(ops).await;
-            total.borrow_mut().merge(&runner.coverage);
-            match outcome {
-                Ok(()) => {
-                    *place.borrow_mut() = Some(current);
-                    Ok(())
-                }
-                Err(failure) => {
-                    if first_failure.get().is_none() {
-                        first_failure.set(Some((started.elapsed(), total.borrow().steps)));
-                    }
-                    let _ = current.discard(DISCARD_DEADLINE).await;
-                    Err(failure.to_string())
-                }
-            }
-        })
-    };
-    let result = runner.run(&strategy::steps(budget.max_steps), |ops| {
-        case(&ops).map_err(TestCaseError::fail)
-    });
-    let result = match result {
-        Err(TestError::Fail(reason, ops)) => {
-            let (ops, reason) = delete_greedily(ops, reason.message().to_owned(), &case);
-            Err(TestError::Fail(reason.into(), ops))
+    let case = |steps: &[Step]| -> Result<(), String> {
+        let result = lab.case(steps);
+        if result.is_err() && first_failure.get().is_none() {
+            first_failure.set(Some((started.elapsed(), lab.coverage.borrow().steps)));
         }
-        other => other,
+        result
     };
+    let mut runner = TestRunner::new(config);
+    let result = runner.run(&strategy::steps(budget.max_steps), |steps| {
+        case(&steps).map_err(TestCaseError::fail)
+    });
     match result {
-        Ok(()) => Ok(Report {
-            coverage: total.into_inner(),
-            elapsed: started.elapsed(),
-            seed: budget.seed,
-        }),
-        Err(TestError::Fail(reason, ops)) => {
+        Ok(()) => Ok((started.elapsed(), ())),
+        Err(TestError::Fail(reason, steps)) => {
+            let (steps, reason) = delete_greedily(steps, reason.message().to_owned(), &case);
             let (found_after, steps_before) = first_failure.get().unwrap_or_default();
             Err(MachineError::Failed(Shrunk {
-                steps: ops.len(),
-                transcript: reason.message().to_owned(),
+                steps: steps.len(),
+                transcript: reason,
                 seed: budget.seed,
                 found_after,
                 steps_before,

@@ -8,7 +8,7 @@ use std::fmt;
 
 /// An earlier result: the n-th most recent (modulo how many exist; `Nth(0)` is the latest),
 /// the one the previous step issued (none if it issued none), or one never issued.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Ref {
     Nth(u8),
     Previous,
@@ -16,7 +16,7 @@ pub enum Ref {
 }
 
 /// A token by kind and position, or a token that was never issued.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum TokenRef {
     Access(u8),
     Refresh(u8),
@@ -24,7 +24,7 @@ pub enum TokenRef {
 }
 
 /// The client making a request about a code or token: the one it was issued to, or another.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Party {
     Owner,
     Other(Ref),
@@ -32,14 +32,14 @@ pub enum Party {
 
 /// What the client presents as its secret: `Proper` is its own secret if it is confidential,
 /// nothing if it is public.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Auth {
     Proper,
     Wrong,
     Absent,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Pkce {
     S256,
     Plain,
@@ -48,7 +48,7 @@ pub enum Pkce {
     None,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Verifier {
     /// The verifier of the code's challenge (a fresh valid one if it had none).
     Proper,
@@ -58,19 +58,19 @@ pub enum Verifier {
 }
 
 /// The redirect URI at the token endpoint: the one the code was issued for, or one from the pool.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum RedirectAtToken {
     Same,
     Pool(u8),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum GrantType {
     Unsupported,
     CodeWithoutCode,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Op {
     Advance {
         secs: u32,
@@ -158,7 +158,7 @@ pub enum Op {
 }
 
 /// One step of a generated sequence: an op, alone or under a fault, or a batch of ops at once.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Step {
     Op(Op),
     /// The op meets an injected error or panic at its `fault.at`-th fault point.

@@ -194,17 +194,35 @@ fn fault() -> impl Strategy<Value = Fault> {
         .prop_map(|(at, kind)| Fault { at, kind })
 }
 
-/// One step: mostly a plain op; sometimes an op under a fault, or a batch.
-fn step() -> impl Strategy<Value = Step> {
+/// How often a generated step is something other than a plain op.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mix {
+    /// Percent of steps run under a fault or as a batch (0 to 100).
+    pub fault_percent: u32,
+}
+
+impl Default for Mix {
+    fn default() -> Self {
+        Self { fault_percent: 25 }
+    }
+}
+
+/// One step: mostly a plain op; sometimes an op under a fault, or a batch. The fault kinds
+/// share their part of the mix in fixed proportions.
+fn step(mix: Mix) -> impl Strategy<Value = Step> {
+    let faulty = mix.fault_percent.min(100);
+    let plain = 100 - faulty;
+    // Parts of 19: error/panic 4, cancel 4, timeout 2, starved 1, kill 1, kill during 2, batch 4 (+1 for rounding).
+    let part = |n: u32| faulty * n;
     prop_oneof![
-        40 => op().prop_map(Step::Op),
-        4 => (op(), fault()).prop_map(|(op, fault)| Step::Faulted { op, fault }),
-        4 => (op(), 0u8..12).prop_map(|(op, polls)| Step::Cancelled { op, polls }),
-        2 => (op(), 1u16..400).prop_map(|(op, micros)| Step::TimedOut { op, micros }),
-        1 => op().prop_map(|op| Step::Starved { op }),
-        1 => Just(Step::Kill),
-        2 => (op(), 0u16..2_000).prop_map(|(op, micros)| Step::KillDuring { op, micros }),
-        4 => batch(),
+        plain * 19 => op().prop_map(Step::Op),
+        part(4) => (op(), fault()).prop_map(|(op, fault)| Step::Faulted { op, fault }),
+        part(4) => (op(), 0u8..12).prop_map(|(op, polls)| Step::Cancelled { op, polls }),
+        part(2) => (op(), 1u16..400).prop_map(|(op, micros)| Step::TimedOut { op, micros }),
+        part(1) => op().prop_map(|op| Step::Starved { op }),
+        part(1) => Just(Step::Kill),
+        part(3) => (op(), 0u16..2_000).prop_map(|(op, micros)| Step::KillDuring { op, micros }),
+        part(4) => batch(),
     ]
 }
 
@@ -243,20 +261,26 @@ fn login_flow() -> impl Strategy<Value = Vec<Op>> {
 }
 
 /// A piece of a story: mostly one step, sometimes a login flow of two.
-fn chunk() -> impl Strategy<Value = Vec<Step>> {
+fn chunk(mix: Mix) -> impl Strategy<Value = Vec<Step>> {
     prop_oneof![
-        3 => step().prop_map(|step| vec![step]),
+        3 => step(mix).prop_map(|step| vec![step]),
         1 => login_flow().prop_map(|ops| ops.into_iter().map(Step::Op).collect()),
     ]
 }
 
-/// The setup, then chunks adding up to at most `max_len` steps in all.
+/// The setup, then chunks adding up to at most `max_len` steps in all, with the default mix.
 pub fn steps(max_len: usize) -> impl Strategy<Value = Vec<Step>> {
+    steps_with(max_len, Mix::default())
+}
+
+pub fn steps_with(max_len: usize, mix: Mix) -> impl Strategy<Value = Vec<Step>> {
     let max_len = max_len.max(2);
-    (setup(), proptest::collection::vec(chunk(), 1..=max_len)).prop_map(move |(setup, chunks)| {
-        let mut steps: Vec<Step> = setup.into_iter().map(Step::Op).collect();
-        steps.extend(chunks.into_iter().flatten());
-        steps.truncate(max_len);
-        steps
-    })
+    (setup(), proptest::collection::vec(chunk(mix), 1..=max_len)).prop_map(
+        move |(setup, chunks)| {
+            let mut steps: Vec<Step> = setup.into_iter().map(Step::Op).collect();
+            steps.extend(chunks.into_iter().flatten());
+            steps.truncate(max_len);
+            steps
+        },
+    )
 }
