@@ -18,6 +18,9 @@ struct Args {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The main job: generated operation sequences — faults, cancellations and concurrent
+    /// batches included — checked against the model and the three views of open sessions.
+    Soak(cli::soak::SoakArgs),
     /// Walks the registry and OAuth2 flows, error paths included, printing the three views of
     /// open sessions after every step, and closes the database to zero sessions.
     Demo(cli::demo::DemoArgs),
@@ -27,6 +30,7 @@ enum Command {
 async fn main() -> ExitCode {
     let args = Args::parse();
     let outcome = match args.command {
+        Command::Soak(soak) => cli::soak::run(soak).await,
         Command::Demo(demo) => cli::demo::run(demo).await,
     };
     match outcome {

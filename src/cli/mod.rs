@@ -1,6 +1,7 @@
 //! Subcommands. Each returns a [`Failure`]: bad input exits 2, a failed check exits 1.
 
 pub mod demo;
+pub mod soak;
 
 pub enum Failure {
     /// The user's input is wrong (a malformed URL, an unreachable server): exit code 2.

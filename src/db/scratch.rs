@@ -12,7 +12,12 @@ pub struct Scratch {
 
 enum Place {
     Directory(tempfile::TempDir),
-    Schema { admin_url: String, schema: String },
+    /// A file in a directory the caller chose (removed with its WAL and shared-memory files).
+    File(std::path::PathBuf),
+    Schema {
+        admin_url: String,
+        schema: String,
+    },
 }
 
 impl Scratch {
@@ -25,6 +30,17 @@ impl Scratch {
         Ok(Self {
             url,
             place: Place::Directory(dir),
+        })
+    }
+
+    /// A fresh SQLite file `<prefix>-<random>.db` in `dir`, which is created if missing.
+    pub fn sqlite_in(dir: &std::path::Path, prefix: &str) -> Result<Self, DbError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| DbError::BadUrl(format!("cannot create {}: {e}", dir.display())))?;
+        let path = dir.join(format!("{prefix}-{:08x}.db", rand::random::<u32>()));
+        Ok(Self {
+            url: format!("sqlite://{}", path.display()),
+            place: Place::File(path),
         })
     }
 
@@ -57,6 +73,14 @@ impl Scratch {
         match self.place {
             Place::Directory(dir) => {
                 drop(dir);
+                Ok(())
+            }
+            Place::File(path) => {
+                for suffix in ["", "-wal", "-shm"] {
+                    let mut file = path.clone().into_os_string();
+                    file.push(suffix);
+                    let _ = std::fs::remove_file(file);
+                }
                 Ok(())
             }
             Place::Schema { admin_url, schema } => {

@@ -189,11 +189,26 @@ struct Place {
     db: Db,
 }
 
+/// Where a lab makes its scratch databases.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// SQLite files in a temporary directory.
+    TempSqlite,
+    /// SQLite files `<prefix>-<random>.db` in this directory.
+    SqliteIn {
+        dir: std::path::PathBuf,
+        prefix: String,
+    },
+    /// Fresh schemas in the PostgreSQL database at this URL.
+    Postgres(String),
+}
+
 impl Place {
-    async fn new(postgres_url: Option<&str>) -> Result<Self, DbError> {
-        let scratch = match postgres_url {
-            None => Scratch::sqlite()?,
-            Some(url) => Scratch::postgres(url).await?,
+    async fn new(target: &Target) -> Result<Self, DbError> {
+        let scratch = match target {
+            Target::TempSqlite => Scratch::sqlite()?,
+            Target::SqliteIn { dir, prefix } => Scratch::sqlite_in(dir, prefix)?,
+            Target::Postgres(url) => Scratch::postgres(url).await?,
         };
         let db = Db::connect_with(&scratch.url, harness_pool(&scratch.url)?).await?;
         Ok(Self { scratch, db })
@@ -227,7 +242,7 @@ const DISCARD_DEADLINE: Duration = Duration::from_millis(100);
 pub struct Lab {
     rt: tokio::runtime::Runtime,
     place: RefCell<Option<Place>>,
-    postgres_url: Option<String>,
+    target: Target,
     settle: Duration,
     pub coverage: RefCell<Coverage>,
     pub peaks: RefCell<Peaks>,
@@ -250,17 +265,17 @@ impl Peaks {
 }
 
 impl Lab {
-    pub fn new(postgres_url: Option<String>, settle: Duration) -> Result<Self, MachineError> {
+    pub fn new(target: Target, settle: Duration) -> Result<Self, MachineError> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
             .map_err(|e| MachineError::Runner(e.to_string()))?;
-        let place = rt.block_on(Place::new(postgres_url.as_deref()))?;
+        let place = rt.block_on(Place::new(&target))?;
         Ok(Self {
             rt,
             place: RefCell::new(Some(place)),
-            postgres_url,
+            target,
             settle,
             coverage: RefCell::default(),
             peaks: RefCell::default(),
@@ -273,9 +288,7 @@ impl Lab {
             let current = self.place.borrow_mut().take();
             let current = match current {
                 Some(p) => p,
-                None => Place::new(self.postgres_url.as_deref())
-                    .await
-                    .map_err(|e| e.to_string())?,
+                None => Place::new(&self.target).await.map_err(|e| e.to_string())?,
             };
             current.db.ledger().reset_peak();
             scratch::reset(&current.db)
@@ -318,7 +331,11 @@ impl Lab {
 /// Runs the state machine within `budget` on a scratch database, and closes it to zero
 /// sessions at the end. Blocks; builds its own tokio runtime.
 pub fn run(budget: &Budget) -> Result<Report, MachineError> {
-    let lab = Lab::new(budget.postgres_url.clone(), budget.settle)?;
+    let target = match &budget.postgres_url {
+        Some(url) => Target::Postgres(url.clone()),
+        None => Target::TempSqlite,
+    };
+    let lab = Lab::new(target, budget.settle)?;
     let result = explore(&lab, budget);
     let coverage = lab.coverage.borrow().clone();
     lab.close()?;

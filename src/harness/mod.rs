@@ -4,6 +4,7 @@
 pub mod call;
 pub mod machine;
 pub mod op;
+pub mod replay;
 pub mod runner;
 pub mod state;
 pub mod strategy;
