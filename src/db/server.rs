@@ -34,14 +34,7 @@ impl Probe {
                 application_name,
                 monitor,
             } => {
-                let monitor = match monitor {
-                    Some(m) => m,
-                    None => monitor.insert(
-                        AnyConnection::connect(monitor_url)
-                            .await
-                            .map_err(|e| DbError::sqlx(HOLDER, e))?,
-                    ),
-                };
+                let monitor = connect_monitor(monitor, monitor_url).await?;
                 let row = sqlx::query(
                     "SELECT COUNT(*) AS connections, \
                        COUNT(*) FILTER (WHERE state = 'active') AS active, \
@@ -109,14 +102,7 @@ impl Probe {
         else {
             return Ok(0);
         };
-        let monitor = match monitor {
-            Some(m) => m,
-            None => monitor.insert(
-                AnyConnection::connect(monitor_url)
-                    .await
-                    .map_err(|e| DbError::sqlx(HOLDER, e))?,
-            ),
-        };
+        let monitor = connect_monitor(monitor, monitor_url).await?;
         let row = sqlx::query(
             "SELECT COUNT(*) AS killed FROM \
                (SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1) k",
@@ -146,6 +132,22 @@ impl Probe {
             let _ = close.await;
         }
     }
+}
+
+/// The monitor connection, opened on first use (outside the pool, under its own name).
+async fn connect_monitor<'m>(
+    monitor: &'m mut Option<AnyConnection>,
+    url: &str,
+) -> Result<&'m mut AnyConnection, DbError> {
+    if monitor.is_none() {
+        let conn = AnyConnection::connect(url)
+            .await
+            .map_err(|e| DbError::sqlx(HOLDER, e))?;
+        *monitor = Some(conn);
+    }
+    monitor
+        .as_mut()
+        .ok_or(DbError::Inconsistent("the monitor connection vanished"))
 }
 
 /// Descriptors this process holds on `path`, per `/proc/self/fd` (Linux). Elsewhere: 0, and the

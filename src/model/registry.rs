@@ -98,17 +98,8 @@ impl Model {
     ) -> Result<(), Rejection> {
         let name = CrateName::parse(name)?;
         let version = Version::parse(version)?;
-        let (user, scope) = self.bearer(token)?;
-        if !scope.allows(Endpoint::Yank, &name.key) {
-            return Err(Rejection::InsufficientScope);
-        }
-        let c = self
-            .crate_by_key(&name.key)
-            .ok_or(Rejection::UnknownCrate)?;
+        let c = self.owned_crate(token, Endpoint::Yank, &name.key)?;
         let krate = &mut self.crates[c];
-        if !krate.owners.contains(&user) {
-            return Err(Rejection::NotOwner);
-        }
         let release = krate
             .versions
             .iter_mut()
@@ -161,16 +152,7 @@ impl Model {
     ) -> Result<(usize, Ix), Rejection> {
         let name = CrateName::parse(name)?;
         let login = Login::parse(login)?;
-        let (user, scope) = self.bearer(token)?;
-        if !scope.allows(Endpoint::ChangeOwners, &name.key) {
-            return Err(Rejection::InsufficientScope);
-        }
-        let c = self
-            .crate_by_key(&name.key)
-            .ok_or(Rejection::UnknownCrate)?;
-        if !self.crates[c].owners.contains(&user) {
-            return Err(Rejection::NotOwner);
-        }
+        let c = self.owned_crate(token, Endpoint::ChangeOwners, &name.key)?;
         let target = self
             .user_by_login(&login.key)
             .ok_or(Rejection::UnknownUser)?;
@@ -231,6 +213,25 @@ impl Model {
     /// Every crate's name key, for reading the whole state back.
     pub fn crate_keys(&self) -> Vec<String> {
         self.crates.iter().map(|c| c.key.clone()).collect()
+    }
+
+    /// An owner's write to an existing crate: a valid token acting for a user, with the
+    /// endpoint's scope for this crate; the crate exists; the user owns it. In that order.
+    fn owned_crate(
+        &self,
+        token: Option<Ix>,
+        endpoint: Endpoint,
+        key: &str,
+    ) -> Result<usize, Rejection> {
+        let (user, scope) = self.bearer(token)?;
+        if !scope.allows(endpoint, key) {
+            return Err(Rejection::InsufficientScope);
+        }
+        let c = self.crate_by_key(key).ok_or(Rejection::UnknownCrate)?;
+        if !self.crates[c].owners.contains(&user) {
+            return Err(Rejection::NotOwner);
+        }
+        Ok(c)
     }
 
     fn crate_by_key(&self, key: &str) -> Option<usize> {
