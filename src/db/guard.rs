@@ -49,6 +49,11 @@ pub struct Tx {
     pub(crate) faults: Arc<Faults>,
     pub(crate) suspect: Arc<Suspect>,
     pub(crate) statements: u32,
+    /// A statement's future was started and has not finished: if the guard drops now, the
+    /// future was cancelled mid-statement. (Read only by a seeded bug.)
+    pub(crate) in_flight: bool,
+    /// A statement failed with an injected fault. (Read only by a seeded bug.)
+    pub(crate) faulted: bool,
     pub(crate) _ticket: Ticket,
 }
 
@@ -142,6 +147,19 @@ impl Drop for Tx {
         let Some(conn) = self.conn.take() else {
             return;
         };
+        // Seeded bug: a connection dropped mid-statement (a cancelled future) is kept alive.
+        #[cfg(feature = "mutant-leak-on-cancel")]
+        if self.in_flight {
+            std::mem::forget(conn);
+            return;
+        }
+        // Seeded bug: after an injected error the rollback is skipped; the connection goes
+        // back to the pool with its transaction open.
+        #[cfg(feature = "mutant-open-tx-on-error")]
+        if self.faulted {
+            drop(conn);
+            return;
+        }
         let mut guard = CloseUnlessReleased(Some(conn));
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
@@ -193,11 +211,9 @@ macro_rules! statement_methods {
             pub async fn execute(&mut self, statement: Statement<'_>) -> Result<u64, DbError> {
                 self.before_statement()?;
                 let holder = self.holder;
-                let done = self
-                    .connection()
-                    .execute(statement)
-                    .await
-                    .map_err(|e| self.noticed(DbError::sqlx(holder, e)))?;
+                let done = self.connection().execute(statement).await;
+                self.mark(false, false);
+                let done = done.map_err(|e| self.noticed(DbError::sqlx(holder, e)))?;
                 Ok(done.rows_affected())
             }
 
@@ -208,6 +224,7 @@ macro_rules! statement_methods {
                 self.before_statement()?;
                 let holder = self.holder;
                 let result = self.connection().fetch_optional(statement).await;
+                self.mark(false, false);
                 result.map_err(|e| self.noticed(DbError::sqlx(holder, e)))
             }
 
@@ -215,6 +232,7 @@ macro_rules! statement_methods {
                 self.before_statement()?;
                 let holder = self.holder;
                 let result = self.connection().fetch_one(statement).await;
+                self.mark(false, false);
                 result.map_err(|e| self.noticed(DbError::sqlx(holder, e)))
             }
 
@@ -225,10 +243,23 @@ macro_rules! statement_methods {
                 self.before_statement()?;
                 let holder = self.holder;
                 let result = self.connection().fetch_all(statement).await;
+                self.mark(false, false);
                 result.map_err(|e| self.noticed(DbError::sqlx(holder, e)))
             }
         }
     };
+}
+
+impl Session {
+    fn mark(&mut self, _faulted: bool, _in_flight: bool) {}
+}
+
+impl Tx {
+    /// Records what only seeded bugs read: a fault fired, a statement is in flight.
+    fn mark(&mut self, faulted: bool, in_flight: bool) {
+        self.faulted |= faulted;
+        self.in_flight = in_flight && !faulted;
+    }
 }
 
 statement_methods!(Session, |this| &mut this.conn);

@@ -243,6 +243,8 @@ impl Db {
                 faults: Arc::clone(&self.shared.faults),
                 suspect: Arc::clone(&self.shared.suspect),
                 statements: 0,
+                in_flight: false,
+                faulted: false,
                 _ticket: self.shared.ledger.open(holder, GuardKind::Transaction),
             };
             match tx.begin(begin).await {

@@ -271,6 +271,18 @@ impl Registry {
     pub async fn download(&self, name: &str, version: &str) -> Result<String> {
         let name = CrateName::parse(name)?;
         let version = Version::parse(version)?;
+        // Seeded bug: the crate's counter moves in its own autocommit statement, before and
+        // outside the transaction that moves the version's.
+        #[cfg(feature = "mutant-half-applied-download")]
+        {
+            let mut early = self.db.session("registry.download").await?;
+            early
+                .execute(
+                    sql("UPDATE crates SET downloads = downloads + 1 WHERE name_key = $1")
+                        .bind(&name.key),
+                )
+                .await?;
+        }
         let mut tx = self.db.tx("registry.download").await?;
         let crate_row = tx
             .fetch_optional(sql("SELECT id FROM crates WHERE name_key = $1").bind(&name.key))
@@ -286,6 +298,7 @@ impl Registry {
             )
             .await?
             .ok_or(Rejection::UnknownVersion)?;
+        #[cfg(not(feature = "mutant-half-applied-download"))]
         tx.execute(sql("UPDATE crates SET downloads = downloads + 1 WHERE id = $1").bind(crate_id))
             .await?;
         let checksum = get(&row, "checksum")?;
