@@ -49,8 +49,8 @@ pub struct Tx {
     pub(crate) faults: Arc<Faults>,
     pub(crate) suspect: Arc<Suspect>,
     pub(crate) statements: u32,
-    /// A statement's future was started and has not finished: if the guard drops now, the
-    /// future was cancelled mid-statement. (Read only by a seeded bug.)
+    /// An await on the connection (BEGIN, a statement, COMMIT) started and has not finished: if
+    /// the guard drops now, its future was cancelled there. (Read only by a seeded bug.)
     pub(crate) in_flight: bool,
     /// A statement failed with an injected fault. (Read only by a seeded bug.)
     pub(crate) faulted: bool,
@@ -105,7 +105,9 @@ impl Tx {
     pub(crate) async fn begin(&mut self, statement: &'static str) -> Result<(), DbError> {
         self.open = true;
         let holder = self.holder;
+        self.in_flight = true;
         let begun = sqlx::raw_sql(statement).execute(self.raw()).await;
+        self.in_flight = false;
         if let Err(e) = begun {
             // An answered error: no transaction was started.
             self.open = false;
@@ -117,10 +119,10 @@ impl Tx {
     pub async fn commit(mut self) -> Result<(), DbError> {
         let holder = self.holder;
         self.faults.point(holder, Point::Commit)?;
-        sqlx::raw_sql("COMMIT")
-            .execute(self.raw())
-            .await
-            .map_err(|e| DbError::sqlx(holder, e))?;
+        self.in_flight = true;
+        let committed = sqlx::raw_sql("COMMIT").execute(self.raw()).await;
+        self.in_flight = false;
+        committed.map_err(|e| DbError::sqlx(holder, e))?;
         self.open = false;
         Ok(())
     }

@@ -131,29 +131,32 @@ pub enum MachineError {
 const DELETION_BUDGET: usize = 200;
 
 /// proptest deletes each step once, before it simplifies the rest; a step that becomes
-/// removable only later stays. This pass removes single steps while the failure persists, until
-/// no single removal keeps it failing (1-minimal) or its budget is spent.
+/// removable only later stays. This pass removes single steps while the failure persists,
+/// from the last step back (steps after the failing one go first, one run each), and repeats
+/// until no single removal keeps it failing (1-minimal) or its budget is spent.
 pub fn delete_greedily(
     mut steps: Vec<Step>,
     mut reason: String,
     case: &impl Fn(&[Step]) -> Result<(), String>,
 ) -> (Vec<Step>, String) {
     let mut runs = 0;
-    let mut i = 0;
-    while i < steps.len() && runs < DELETION_BUDGET {
-        let mut candidate = steps.clone();
-        candidate.remove(i);
-        runs += 1;
-        match case(&candidate) {
-            Err(why) => {
+    loop {
+        let before = steps.len();
+        let mut i = steps.len();
+        while i > 0 && runs < DELETION_BUDGET {
+            i -= 1;
+            let mut candidate = steps.clone();
+            candidate.remove(i);
+            runs += 1;
+            if let Err(why) = case(&candidate) {
                 steps = candidate;
                 reason = why;
-                i = 0;
             }
-            Ok(()) => i += 1,
+        }
+        if steps.len() == before || runs >= DELETION_BUDGET {
+            return (steps, reason);
         }
     }
-    (steps, reason)
 }
 
 /// Shrinks a failing sequence as proptest's runner does (simplify while it fails, complicate
