@@ -205,8 +205,11 @@ macro_rules! statement_methods {
             /// The fault point every statement passes.
             fn before_statement(&mut self) -> Result<(), DbError> {
                 self.statements += 1;
-                self.faults
-                    .point(self.holder, Point::Statement(self.statements))
+                let passed = self
+                    .faults
+                    .point(self.holder, Point::Statement(self.statements));
+                self.mark(passed.is_err(), true);
+                passed
             }
 
             /// Runs a statement; returns the number of rows it changed.
