@@ -2,6 +2,7 @@
 //! sequences, applies each op to both, compares outcomes and checks the session invariant.
 
 pub mod call;
+pub mod coverage;
 pub mod machine;
 pub mod op;
 pub mod replay;
