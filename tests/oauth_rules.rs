@@ -10,8 +10,7 @@ use leakproof::db::{get, sql};
 use leakproof::domain::secret::{Secret, hash};
 use leakproof::domain::{ACCESS_TOKEN_TTL, CODE_TTL, REFRESH_TOKEN_TTL, Rejection, pkce};
 use leakproof::oauth::{
-    AuthorizeRequest, ClientAuth, ClientRegistration, Introspection, OAuth, TokenRequest,
-    TokenResponse,
+    AuthorizeRequest, ClientAuth, Introspection, OAuth, TokenRequest, TokenResponse,
 };
 
 /// The second registered redirect URI of every client made here (and by `Env`'s clients).
@@ -81,28 +80,6 @@ fn s256_request(client: &ClientAuth, redirect_uri: &str) -> (AuthorizeRequest, S
     )
 }
 
-async fn register(
-    env: &Env,
-    confidential: bool,
-    redirect_uris: &[&str],
-    scope: &str,
-) -> ClientAuth {
-    let registered = env
-        .oauth
-        .register_client(&ClientRegistration {
-            name: "rules client".into(),
-            confidential,
-            redirect_uris: redirect_uris.iter().map(|u| (*u).to_owned()).collect(),
-            scope: scope.into(),
-        })
-        .await
-        .expect("register client");
-    ClientAuth {
-        client_id: registered.client_id,
-        client_secret: registered.client_secret.map(|s| s.expose().to_owned()),
-    }
-}
-
 async fn introspect(env: &Env, client: &ClientAuth, token: &str) -> Introspection {
     env.oauth
         .introspect(client, token)
@@ -142,7 +119,9 @@ fn spawn_refresh(
 both_backends!(rule01_redirect_uri_exact_match, |env| {
     env.user("alice").await;
     let client = env.public_client().await;
-    let other = register(&env, false, &["https://other.example/cb"], ALL_SCOPES).await;
+    let other = env
+        .register_client(false, &["https://other.example/cb"], ALL_SCOPES)
+        .await;
 
     for ok in [
         REDIRECT,
@@ -272,17 +251,7 @@ both_backends!(rule02_code_single_use_and_ten_minutes, |env| {
             verifier.clone(),
         );
         let (first, second) = (first.await.expect("join"), second.await.expect("join"));
-        let (winner, loser) = match (first, second) {
-            (Ok(tokens), Err(e)) | (Err(e), Ok(tokens)) => (tokens, e),
-            (first, second) => {
-                panic!("round {round}: expected one success, got {first:?} and {second:?}")
-            }
-        };
-        assert_eq!(
-            loser.rejection(),
-            Some(Rejection::CodeReused),
-            "round {round}: {loser}"
-        );
+        let winner = common::one_ok_other_rejected(first, second, Rejection::CodeReused);
         // Serially, the loser is a second redemption: it revoked what the winner got (rule 3).
         assert!(
             !is_active(&env, &client, access(&winner)).await,
@@ -702,17 +671,7 @@ both_backends!(rule07_refresh_reuse_revokes_family, |env| {
         let first = spawn_refresh(env.oauth.clone(), client.clone(), token.clone());
         let second = spawn_refresh(env.oauth.clone(), client.clone(), token.clone());
         let (first, second) = (first.await.expect("join"), second.await.expect("join"));
-        let (winner, loser) = match (first, second) {
-            (Ok(tokens), Err(e)) | (Err(e), Ok(tokens)) => (tokens, e),
-            (first, second) => {
-                panic!("round {round}: expected one success, got {first:?} and {second:?}")
-            }
-        };
-        assert_eq!(
-            loser.rejection(),
-            Some(Rejection::RefreshReused),
-            "round {round}: {loser}"
-        );
+        let winner = common::one_ok_other_rejected(first, second, Rejection::RefreshReused);
         assert!(
             !is_active(&env, &client, access(&winner)).await,
             "round {round}"

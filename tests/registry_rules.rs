@@ -5,6 +5,7 @@
 //! owner, and its download total is the sum of its versions' downloads.
 
 mod common;
+use common::one_ok_other_rejected;
 
 use common::Env;
 use leakproof::domain::Rejection;
@@ -115,25 +116,6 @@ macro_rules! rejected_unchanged {
             $rejection, $name
         );
     }};
-}
-
-/// Of two concurrent outcomes, exactly one is `Ok` and the other is `rejection`; the `Ok` value.
-fn one_ok_other_rejected<T: Debug>(
-    a: leakproof::Result<T>,
-    b: leakproof::Result<T>,
-    rejection: Rejection,
-) -> T {
-    match (a, b) {
-        (Ok(ok), Err(e)) | (Err(e), Ok(ok)) => {
-            assert_eq!(
-                e.rejection(),
-                Some(rejection),
-                "the loser must be {rejection:?}, got {e:?}"
-            );
-            ok
-        }
-        (a, b) => panic!("expected exactly one Ok and one {rejection:?}, got {a:?} and {b:?}"),
-    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -694,6 +694,13 @@ impl Runner {
         }
     }
 
+    /// A token, and the client presenting it: by default the one it was issued to.
+    fn token_and_caller(&self, client: Party, auth: Auth, token: TokenRef) -> (Caller, Bearer) {
+        let token = self.bearer(token);
+        let owner = token.ix.map(|t| self.model.token_client(t));
+        (self.party(client, owner, auth), token)
+    }
+
     fn bearer(&self, r: TokenRef) -> Bearer {
         let pick = |kind, n: u8| {
             let of_kind = self.model.tokens_of(kind);
@@ -795,8 +802,7 @@ impl Runner {
                 token,
                 scope,
             } => {
-                let token = self.bearer(token);
-                let caller = self.party(client, token.ix.map(|t| self.model.token_client(t)), auth);
+                let (caller, token) = self.token_and_caller(client, auth, token);
                 Call::Refresh {
                     caller,
                     token,
@@ -836,8 +842,7 @@ impl Runner {
                 auth,
                 token,
             } => {
-                let token = self.bearer(token);
-                let caller = self.party(client, token.ix.map(|t| self.model.token_client(t)), auth);
+                let (caller, token) = self.token_and_caller(client, auth, token);
                 Call::Revoke { caller, token }
             }
             Op::Introspect {
@@ -845,8 +850,7 @@ impl Runner {
                 auth,
                 token,
             } => {
-                let token = self.bearer(token);
-                let caller = self.party(client, token.ix.map(|t| self.model.token_client(t)), auth);
+                let (caller, token) = self.token_and_caller(client, auth, token);
                 Call::Introspect { caller, token }
             }
             Op::Publish {

@@ -94,12 +94,23 @@ impl Env {
     }
 
     async fn client(&self, confidential: bool, scope: &str) -> ClientAuth {
+        self.register_client(confidential, &[REDIRECT, "http://127.0.0.1/cb"], scope)
+            .await
+    }
+
+    /// Registers a client and returns how it authenticates.
+    pub async fn register_client(
+        &self,
+        confidential: bool,
+        redirect_uris: &[&str],
+        scope: &str,
+    ) -> ClientAuth {
         let registered = self
             .oauth
             .register_client(&ClientRegistration {
                 name: "test client".into(),
                 confidential,
-                redirect_uris: vec![REDIRECT.into(), "http://127.0.0.1/cb".into()],
+                redirect_uris: redirect_uris.iter().map(|u| (*u).to_owned()).collect(),
                 scope: scope.into(),
             })
             .await
@@ -223,4 +234,23 @@ macro_rules! both_backends {
             }
         }
     };
+}
+
+/// Of two concurrent outcomes, exactly one is `Ok` and the other is `rejection`; the `Ok` value.
+pub fn one_ok_other_rejected<T: std::fmt::Debug>(
+    a: leakproof::Result<T>,
+    b: leakproof::Result<T>,
+    rejection: leakproof::domain::Rejection,
+) -> T {
+    match (a, b) {
+        (Ok(ok), Err(e)) | (Err(e), Ok(ok)) => {
+            assert_eq!(
+                e.rejection(),
+                Some(rejection),
+                "the loser must be {rejection:?}, got {e:?}"
+            );
+            ok
+        }
+        (a, b) => panic!("expected exactly one Ok and one {rejection:?}, got {a:?} and {b:?}"),
+    }
 }
