@@ -90,6 +90,9 @@ struct Shared {
     ledger: Arc<Ledger>,
     faults: Arc<fault::Faults>,
     suspect: Arc<guard::Suspect>,
+    /// Microseconds a checkout waits before giving up, if less than the pool's
+    /// `acquire_timeout`; 0: the pool's own. See [`Db::set_acquire_patience`].
+    patience_micros: AtomicU64,
     application_name: String,
     probe: Mutex<Probe>,
 }
@@ -166,6 +169,7 @@ impl Db {
                 ledger: Arc::new(Ledger::default()),
                 faults: Arc::default(),
                 suspect: Arc::new(guard::Suspect::new(config.max_connections)),
+                patience_micros: AtomicU64::new(0),
                 application_name,
                 probe: Mutex::new(probe),
             }),
@@ -185,6 +189,14 @@ impl Db {
         &self.shared.ledger
     }
 
+    /// The sqlx pool behind this `Db`, for the benchmarks only: they time the same pool with
+    /// and without our guards, so the difference is what the ledger costs. A connection taken
+    /// here bypasses the ledger, the fault points and the suspect check; no operation uses it.
+    #[doc(hidden)]
+    pub fn raw_pool(&self) -> &AnyPool {
+        &self.shared.pool
+    }
+
     /// A connection for one operation, in autocommit mode. `holder` names the operation.
     pub async fn session(&self, holder: &'static str) -> Result<Session, DbError> {
         let conn = self.checkout(holder).await?;
@@ -198,28 +210,46 @@ impl Db {
         })
     }
 
+    /// Makes checkouts give up after `patience` (if shorter than the pool's acquire timeout)
+    /// until set back with `None`. The harness starves the pool on purpose and needs the
+    /// timeout in milliseconds, while everything else keeps a timeout long enough that a
+    /// connection opened on a loaded machine is not mistaken for exhaustion.
+    pub fn set_acquire_patience(&self, patience: Option<Duration>) {
+        let micros = patience.map_or(0, |p| u64::try_from(p.as_micros()).unwrap_or(u64::MAX));
+        self.shared.patience_micros.store(micros, Ordering::Relaxed);
+    }
+
     /// A pooled connection; while connections are suspect, a tested one. A dead connection is
     /// dropped (sqlx closes it when its release ping fails) and another taken.
     async fn checkout(&self, holder: &'static str) -> Result<PoolConnection<Any>, DbError> {
         let attempts = self.shared.pool.options().get_max_connections() + 1;
         for _ in 1..attempts {
-            let mut conn = self
-                .shared
-                .pool
-                .acquire()
-                .await
-                .map_err(|e| self.acquire_error(holder, e))?;
+            let mut conn = self.acquire(holder).await?;
             if !self.shared.suspect.take() || conn.ping().await.is_ok() {
                 return Ok(conn);
             }
             // One was dead: the others may be too.
             self.shared.suspect.raise();
         }
-        self.shared
-            .pool
-            .acquire()
-            .await
-            .map_err(|e| self.acquire_error(holder, e))
+        self.acquire(holder).await
+    }
+
+    /// sqlx's acquire is cancel-safe: a checkout abandoned at the patience limit leaves nothing.
+    async fn acquire(&self, holder: &'static str) -> Result<PoolConnection<Any>, DbError> {
+        let acquire = self.shared.pool.acquire();
+        let patience = self.shared.patience_micros.load(Ordering::Relaxed);
+        let acquired = if patience == 0 {
+            acquire.await
+        } else {
+            let patience = Duration::from_micros(patience);
+            tokio::time::timeout(patience, acquire)
+                .await
+                .map_err(|_| DbError::AcquireTimeout {
+                    holder,
+                    waited: patience,
+                })?
+        };
+        acquired.map_err(|e| self.acquire_error(holder, e))
     }
 
     /// A transaction for one write. SQLite takes the write lock up front (`BEGIN IMMEDIATE`):

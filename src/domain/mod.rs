@@ -23,8 +23,13 @@ pub const CODE_TTL: i64 = 600;
 pub const ACCESS_TOKEN_TTL: i64 = 3_600;
 pub const REFRESH_TOKEN_TTL: i64 = 30 * 24 * 3_600;
 
-/// `now >= expires_at` is expired: the one expiry rule, in the model and in SQL (rule 12).
+/// `now >= expires_at` is expired: the system's one expiry rule (rule 12), which the model
+/// states again on its own in `model/rules.rs`.
 pub fn is_expired(now: crate::clock::Epoch, expires_at: crate::clock::Epoch) -> bool {
+    // Seeded bug: a token still works during the second it expires.
+    if cfg!(feature = "mutant-expiry-off-by-one") {
+        return now > expires_at;
+    }
     now >= expires_at
 }
 

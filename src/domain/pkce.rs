@@ -20,6 +20,9 @@ pub fn check_challenge(
         (None, None) => Ok(None),
         (None, Some(_)) => Err(Rejection::MalformedCodeChallenge),
         (Some(_), None) => Err(Rejection::PkceMethodUnsupported),
+        // Seeded bug: `plain` is let through (RFC 7636 allows it; RFC 9700 and rule 5 do not).
+        #[cfg(feature = "mutant-pkce-plain")]
+        (Some(c), Some("plain")) => Ok(Some(c.to_owned())),
         (Some(_), Some(m)) if m != METHOD_S256 => Err(Rejection::PkceMethodUnsupported),
         (Some(c), Some(_)) => {
             let well_formed = c.len() == 43
@@ -52,6 +55,10 @@ pub fn s256(verifier: &str) -> String {
 pub fn verify(challenge: Option<&str>, verifier: Option<&str>) -> Result<(), Rejection> {
     match (challenge, verifier) {
         (None, None) => Ok(()),
+        // Seeded bug: a verifier nobody asked for is ignored.
+        #[cfg(feature = "mutant-verifier-without-challenge")]
+        (None, Some(_)) => Ok(()),
+        #[cfg(not(feature = "mutant-verifier-without-challenge"))]
         (None, Some(_)) => Err(Rejection::VerifierWithoutChallenge),
         (Some(_), None) => Err(Rejection::VerifierMissing),
         (Some(challenge), Some(verifier)) => {

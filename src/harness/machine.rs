@@ -128,18 +128,48 @@ pub enum MachineError {
 }
 
 /// The most re-runs the deletion pass may spend after proptest's shrinking.
-const DELETION_BUDGET: usize = 200;
+const DELETION_BUDGET: usize = 400;
+
+/// Runs per candidate when the sequence holds a race (a batch, a cancellation, a timeout, a
+/// kill mid-operation): the interleaving that failed may not come back on the first try.
+const RACE_ATTEMPTS: usize = 3;
+
+fn has_race(steps: &[Step]) -> bool {
+    steps.iter().any(|step| {
+        matches!(
+            step,
+            Step::Batch(_)
+                | Step::Cancelled { .. }
+                | Step::TimedOut { .. }
+                | Step::KillDuring { .. }
+        )
+    })
+}
+
+/// A failed case: the transcript and violation, and how many steps ran (the failing one last).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaseFailure {
+    pub ran: usize,
+    pub message: String,
+}
+
+impl fmt::Display for CaseFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
 
 /// proptest deletes each step once, before it simplifies the rest; a step that becomes
-/// removable only later stays. This pass removes single steps while the failure persists,
-/// from the last step back (steps after the failing one go first, one run each), and repeats
-/// until no single removal keeps it failing (1-minimal) or its budget is spent.
+/// removable only later stays. This pass drops the steps after the failing one (they never
+/// ran), then removes single steps while the failure persists, from the last step back, and
+/// repeats until no single removal keeps it failing (1-minimal) or its budget is spent.
 pub fn delete_greedily(
     mut steps: Vec<Step>,
-    mut reason: String,
-    case: &impl Fn(&[Step]) -> Result<(), String>,
+    mut reason: CaseFailure,
+    case: &impl Fn(&[Step]) -> Result<(), CaseFailure>,
 ) -> (Vec<Step>, String) {
     let mut runs = 0;
+    steps.truncate(reason.ran.max(1));
     loop {
         let before = steps.len();
         let mut i = steps.len();
@@ -147,14 +177,23 @@ pub fn delete_greedily(
             i -= 1;
             let mut candidate = steps.clone();
             candidate.remove(i);
-            runs += 1;
-            if let Err(why) = case(&candidate) {
-                steps = candidate;
-                reason = why;
+            let attempts = if has_race(&candidate) {
+                RACE_ATTEMPTS
+            } else {
+                1
+            };
+            for _ in 0..attempts {
+                runs += 1;
+                if let Err(why) = case(&candidate) {
+                    steps = candidate;
+                    steps.truncate(why.ran.max(1));
+                    reason = why;
+                    break;
+                }
             }
         }
         if steps.len() == before || runs >= DELETION_BUDGET {
-            return (steps, reason);
+            return (steps, reason.message);
         }
     }
 }
@@ -163,8 +202,8 @@ pub fn delete_greedily(
 /// when it passes), at most `budget` runs, then deletes single steps greedily.
 pub fn shrink(
     tree: &mut impl ValueTree<Value = Vec<Step>>,
-    reason: String,
-    case: &impl Fn(&[Step]) -> Result<(), String>,
+    reason: CaseFailure,
+    case: &impl Fn(&[Step]) -> Result<(), CaseFailure>,
     budget: usize,
 ) -> (Vec<Step>, String) {
     let mut best = (tree.current(), reason);
@@ -227,12 +266,12 @@ impl Place {
     }
 }
 
-/// The harness's pool: 4 connections, so a batch (at most 4 ops) never waits for one; and a
-/// short acquire timeout, so a starved op gives up in milliseconds.
+/// The harness's pool: 4 connections, so a batch (at most 4 ops) never waits for one. The
+/// acquire timeout is the default (seconds: opening a connection on a loaded machine can take
+/// tens of milliseconds); a starved step shortens it for its op alone.
 fn harness_pool(url: &str) -> Result<PoolConfig, DbError> {
     Ok(PoolConfig {
         max_connections: 4,
-        acquire_timeout: Duration::from_millis(20),
         ..PoolConfig::for_backend(Backend::of_url(url)?)
     })
 }
@@ -286,17 +325,19 @@ impl Lab {
     }
 
     /// Runs one sequence on an emptied database with a fresh model; every step checked.
-    pub fn case(&self, steps: &[Step]) -> Result<(), String> {
+    pub fn case(&self, steps: &[Step]) -> Result<(), CaseFailure> {
+        let setup = |e: DbError| CaseFailure {
+            ran: 0,
+            message: e.to_string(),
+        };
         self.rt.block_on(async {
             let current = self.place.borrow_mut().take();
             let current = match current {
                 Some(p) => p,
-                None => Place::new(&self.target).await.map_err(|e| e.to_string())?,
+                None => Place::new(&self.target).await.map_err(setup)?,
             };
             current.db.ledger().reset_peak();
-            scratch::reset(&current.db)
-                .await
-                .map_err(|e| e.to_string())?;
+            scratch::reset(&current.db).await.map_err(setup)?;
             let mut runner = Runner::new(current.db.clone()).with_settle_deadline(self.settle);
             let outcome = runner.run(steps).await;
             self.coverage.borrow_mut().merge(&runner.coverage);
@@ -315,7 +356,10 @@ impl Lab {
                 }
                 Err(failure) => {
                     let _ = current.discard(DISCARD_DEADLINE).await;
-                    Err(failure.to_string())
+                    Err(CaseFailure {
+                        ran: failure.step,
+                        message: failure.to_string(),
+                    })
                 }
             }
         })
@@ -360,22 +404,31 @@ fn explore(lab: &Lab, budget: &Budget) -> Result<(Duration, ()), MachineError> {
         ..Config::default()
     };
     let first_failure = std::cell::Cell::new(None);
+    // proptest reports the last failing value; this is that run's failure.
+    let last_failure = RefCell::new(None);
     let started = Instant::now();
-    let case = |steps: &[Step]| -> Result<(), String> {
+    let case = |steps: &[Step]| -> Result<(), CaseFailure> {
         let result = lab.case(steps);
-        if result.is_err() && first_failure.get().is_none() {
-            first_failure.set(Some((started.elapsed(), lab.coverage.borrow().steps)));
+        if let Err(failure) = &result {
+            if first_failure.get().is_none() {
+                first_failure.set(Some((started.elapsed(), lab.coverage.borrow().steps)));
+            }
+            *last_failure.borrow_mut() = Some(failure.clone());
         }
         result
     };
     let mut runner = TestRunner::new(config);
     let result = runner.run(&strategy::steps(budget.max_steps), |steps| {
-        case(&steps).map_err(TestCaseError::fail)
+        case(&steps).map_err(|failure| TestCaseError::fail(failure.message))
     });
     match result {
         Ok(()) => Ok((started.elapsed(), ())),
         Err(TestError::Fail(reason, steps)) => {
-            let (steps, reason) = delete_greedily(steps, reason.message().to_owned(), &case);
+            let reason = last_failure.take().unwrap_or_else(|| CaseFailure {
+                ran: steps.len(),
+                message: reason.message().to_owned(),
+            });
+            let (steps, reason) = delete_greedily(steps, reason, &case);
             let (found_after, steps_before) = first_failure.get().unwrap_or_default();
             Err(MachineError::Failed(Shrunk {
                 steps: steps.len(),

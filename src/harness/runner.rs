@@ -130,6 +130,9 @@ pub const QUIESCE_DEADLINE: Duration = Duration::from_secs(5);
 /// commit). The model knows the thing exists; nobody can present it.
 const LOST: &str = "lost";
 
+/// How long a starved op waits for a connection before it must report exhaustion.
+const STARVED_PATIENCE: Duration = Duration::from_millis(20);
+
 struct ClientKeys {
     client_id: String,
     secret: Option<String>,
@@ -491,11 +494,13 @@ impl Runner {
                 {
                     held.push(session);
                 }
+                self.db.set_acquire_patience(Some(STARVED_PATIENCE));
                 let ran = match run.await {
                     Ok((Err(DbError::AcquireTimeout { .. }), _)) => Ran::Lost("pool exhausted"),
                     Ok((answer, secrets)) => Ran::Answered(answer, secrets),
                     Err(_) => Ran::Lost("panicked"),
                 };
+                self.db.set_acquire_patience(None);
                 drop(held);
                 (ran, Allowed::BeforeOnly)
             }

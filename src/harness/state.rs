@@ -161,39 +161,45 @@ async fn read_once(db: &Db) -> Result<State, DbError> {
             downloads: get(row, "downloads")?,
         });
     }
+    state.group_tokens();
     Ok(state)
 }
 
-/// The table and row id of what an answered op created, found by its secret: the order of
-/// creation the model's positions must follow when several serial orders explain a batch.
+/// Where an answered op's creation sits, found by its secret: a table and a key, in the order
+/// the model's positions must follow when several serial orders explain a batch. Tokens sort
+/// by (grant, id), as [`State::group_tokens`] does: concurrent grants interleave their ids.
 pub async fn created_id(
     db: &Db,
     secrets: &super::call::Secrets,
-) -> Result<Option<(&'static str, i64)>, DbError> {
+) -> Result<Option<(&'static str, (i64, i64))>, DbError> {
     use super::call::Secrets;
     use crate::domain::secret::hash;
     let (table, query, key) = match secrets {
         Secrets::Nothing => return Ok(None),
         Secrets::Client { client_id, .. } => (
             "clients",
-            sql("SELECT id FROM oauth_clients WHERE client_id = $1"),
+            sql(
+                "SELECT id AS major, CAST(0 AS BIGINT) AS minor FROM oauth_clients WHERE client_id = $1",
+            ),
             client_id.clone(),
         ),
         Secrets::Code(code) => (
             "codes",
-            sql("SELECT id FROM oauth_codes WHERE code_hash = $1"),
+            sql(
+                "SELECT id AS major, CAST(0 AS BIGINT) AS minor FROM oauth_codes WHERE code_hash = $1",
+            ),
             hash(code),
         ),
         Secrets::Tokens { access, .. } => (
             "tokens",
-            sql("SELECT id FROM oauth_tokens WHERE token_hash = $1"),
+            sql("SELECT grant_id AS major, id AS minor FROM oauth_tokens WHERE token_hash = $1"),
             hash(access),
         ),
     };
     let mut session = db.session(HOLDER).await?;
     let row = session.fetch_optional(query.bind(key)).await?;
     Ok(match row {
-        Some(row) => Some((table, get(&row, "id")?)),
+        Some(row) => Some((table, (get(&row, "major")?, get(&row, "minor")?))),
         None => None,
     })
 }

@@ -260,11 +260,17 @@ fn login_flow() -> impl Strategy<Value = Vec<Op>> {
         )
 }
 
-/// A piece of a story: mostly one step, sometimes a login flow of two.
+/// A piece of a story: mostly one step, sometimes a login flow of two; with faults on, now
+/// and then a login flow whose client redeems the fresh code twice at once — the race that a
+/// claim without a condition loses, and that `batch` alone reaches too rarely.
 fn chunk(mix: Mix) -> impl Strategy<Value = Vec<Step>> {
     prop_oneof![
-        3 => step(mix).prop_map(|step| vec![step]),
-        1 => login_flow().prop_map(|ops| ops.into_iter().map(Step::Op).collect()),
+        300 => step(mix).prop_map(|step| vec![step]),
+        100 => login_flow().prop_map(|ops| ops.into_iter().map(Step::Op).collect()),
+        mix.fault_percent.min(100) / 5 => login_flow().prop_map(|ops| match ops.as_slice() {
+            [authorize, exchange] => vec![Step::Op(*authorize), Step::Batch(vec![*exchange, *exchange])],
+            _ => ops.into_iter().map(Step::Op).collect(),
+        }),
     ]
 }
 

@@ -8,10 +8,12 @@
 //! system checks in the same order, so the harness can require the *same* [`Rejection`].
 //! Input validation (what is a crate name, a version, a scope, a redirect URI) is shared with
 //! the system through `domain/`; what this model states independently is behaviour over time:
-//! who owns what, which codes and tokens are alive, what a reuse revokes.
+//! who owns what, which codes and tokens are alive, what a reuse revokes — and, in
+//! [`rules`], expiry and PKCE, short rules where a slip would otherwise go unseen.
 
 mod oauth;
 mod registry;
+pub mod rules;
 pub mod state;
 
 pub use oauth::{Introspected, Issued, Presented};

@@ -1,10 +1,10 @@
 //! OAuth2, as rules. The numbers refer to DESIGN.md's twelve.
 
+use super::rules::{expired, pkce_challenge, pkce_verifier};
 use super::{Client, Code, Grant, Ix, Model, Token, TokenKind};
 use crate::domain::redirect::{self, MAX_REDIRECT_URI, MAX_REDIRECT_URIS};
 use crate::domain::{
-    ACCESS_TOKEN_TTL, CODE_TTL, Login, REFRESH_TOKEN_TTL, Rejection, Scope, check_len, is_expired,
-    pkce,
+    ACCESS_TOKEN_TTL, CODE_TTL, Login, REFRESH_TOKEN_TTL, Rejection, Scope, check_len,
 };
 
 /// What a client presents as its secret. Only a confidential client presenting its own
@@ -102,7 +102,7 @@ impl Model {
         if !client.scope.covers(&scope) {
             return Err(Rejection::ScopeNotAllowed);
         }
-        let challenge = pkce::check_challenge(challenge, challenge_method)?;
+        let challenge = pkce_challenge(challenge, challenge_method)?;
         if !client.confidential && challenge.is_none() {
             return Err(Rejection::PkceRequired);
         }
@@ -149,13 +149,13 @@ impl Model {
         if code.client != client {
             return Err(Rejection::CodeClientMismatch);
         }
-        if is_expired(self.now, code.expires_at) {
+        if expired(self.now, code.expires_at) {
             return Err(Rejection::CodeExpired);
         }
         if code.redirect_uri != redirect_uri {
             return Err(Rejection::CodeRedirectMismatch);
         }
-        pkce::verify(code.challenge.as_deref(), verifier)?;
+        pkce_verifier(code.challenge.as_deref(), verifier)?;
         let (user, scope) = (code.user, code.scope.clone());
         self.codes[code_ix].redeemed = true;
         let grant = self.new_grant(client, Some(user), Some(code_ix));
@@ -191,7 +191,7 @@ impl Model {
             self.revoke_grant(grant);
             return Err(Rejection::RefreshReused);
         }
-        if is_expired(self.now, token.expires_at) {
+        if expired(self.now, token.expires_at) {
             return Err(Rejection::RefreshExpired);
         }
         let granted = token.scope.clone();
@@ -259,10 +259,8 @@ impl Model {
             return Ok(Introspected::default());
         };
         let grant = &self.grants[t.grant];
-        let active = grant.client == caller
-            && !t.revoked
-            && !t.rotated
-            && !is_expired(self.now, t.expires_at);
+        let active =
+            grant.client == caller && !t.revoked && !t.rotated && !expired(self.now, t.expires_at);
         if !active {
             return Ok(Introspected::default());
         }
@@ -284,7 +282,7 @@ impl Model {
             .map(|t| &self.tokens[t])
             .filter(|t| t.kind == TokenKind::Access)
             .ok_or(Rejection::TokenInvalid)?;
-        if t.revoked || is_expired(self.now, t.expires_at) {
+        if t.revoked || expired(self.now, t.expires_at) {
             return Err(Rejection::TokenInvalid);
         }
         let user = self.grants[t.grant].user.ok_or(Rejection::TokenHasNoUser)?;

@@ -11,6 +11,7 @@ pub struct State {
     pub clients: Vec<ClientState>,
     pub codes: Vec<CodeState>,
     pub grants: Vec<GrantState>,
+    /// Grouped by grant, in issue order within one (see [`State::group_tokens`]).
     pub tokens: Vec<TokenState>,
     pub crates: Vec<CrateState>,
 }
@@ -68,9 +69,18 @@ pub struct VersionState {
     pub downloads: i64,
 }
 
+impl State {
+    /// Orders tokens by grant, keeping issue order within a grant. Concurrent grants on
+    /// PostgreSQL take ids from one sequence and interleave them; within one family the grant's
+    /// lock makes refreshes take turns. So this is the order every serial history agrees on.
+    pub fn group_tokens(&mut self) {
+        self.tokens.sort_by_key(|token| token.grant);
+    }
+}
+
 impl Model {
     pub fn state(&self) -> State {
-        State {
+        let mut state = State {
             users: self.users.iter().map(|u| u.login.display.clone()).collect(),
             clients: self
                 .clients
@@ -143,6 +153,8 @@ impl Model {
                     }
                 })
                 .collect(),
-        }
+        };
+        state.group_tokens();
+        state
     }
 }

@@ -109,15 +109,13 @@ impl OAuth {
         let challenge: Option<String> = get(&row, "challenge")?;
         pkce::verify(challenge.as_deref(), code_verifier)?;
         // The claim: of two concurrent redemptions, exactly one changes the row.
-        let claimed = tx
-            .execute(
-                sql(
-                    "UPDATE oauth_codes SET redeemed_at = $2 WHERE id = $1 AND redeemed_at IS NULL",
-                )
-                .bind(code_id)
-                .bind(now),
-            )
-            .await?;
+        #[cfg(not(feature = "mutant-code-redeemable-twice"))]
+        let claim =
+            sql("UPDATE oauth_codes SET redeemed_at = $2 WHERE id = $1 AND redeemed_at IS NULL");
+        // Seeded bug: the claim trusts the earlier read; a concurrent redemption also "wins".
+        #[cfg(feature = "mutant-code-redeemable-twice")]
+        let claim = sql("UPDATE oauth_codes SET redeemed_at = $2 WHERE id = $1");
+        let claimed = tx.execute(claim.bind(code_id).bind(now)).await?;
         if claimed == 0 {
             return reuse_of_code(tx, code_id, now).await;
         }
@@ -184,7 +182,12 @@ impl OAuth {
         }
         let granted = Scope::parse(&get::<String>(&row, "scope")?).unwrap_or_default();
         let access_scope = requested.unwrap_or_else(|| granted.clone());
-        if !granted.covers(&access_scope) {
+        #[cfg(not(feature = "mutant-scope-widened-on-refresh"))]
+        let ceiling = &granted;
+        // Seeded bug: the ceiling is what the client may ask for, not what this grant was given.
+        #[cfg(feature = "mutant-scope-widened-on-refresh")]
+        let ceiling = &client.scope;
+        if !ceiling.covers(&access_scope) {
             return Err(Rejection::ScopeWidened.into());
         }
         #[cfg(not(feature = "mutant-refresh-no-rotation"))]
@@ -342,7 +345,10 @@ async fn reuse_of_refresh(
     grant_id: i64,
     now: crate::clock::Epoch,
 ) -> Result<TokenResponse> {
-    revoke_grant(&mut tx, grant_id, now).await?;
+    // Seeded bug: the replay is refused, but the family lives on.
+    if !cfg!(feature = "mutant-reuse-keeps-family") {
+        revoke_grant(&mut tx, grant_id, now).await?;
+    }
     tx.commit().await?;
     Err(Rejection::RefreshReused.into())
 }

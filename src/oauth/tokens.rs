@@ -94,8 +94,13 @@ pub(super) async fn issue(
     })
 }
 
-/// Revokes every live token of a family (rules 3, 7, 9).
+/// Revokes every live token of a family (rules 3, 7, 9). The family's row is locked first, as
+/// a refresh does: otherwise, on PostgreSQL, a refresh committing meanwhile adds a token this
+/// statement's snapshot cannot see, and the family lives on through it (the state machine
+/// found this: a revocation racing a refresh).
 pub(super) async fn revoke_grant(tx: &mut Tx, grant_id: i64, now: Epoch) -> Result<()> {
+    tx.execute(sql("UPDATE oauth_grants SET created_at = created_at WHERE id = $1").bind(grant_id))
+        .await?;
     tx.execute(
         sql("UPDATE oauth_tokens SET revoked_at = $2 WHERE grant_id = $1 AND revoked_at IS NULL")
             .bind(grant_id)

@@ -91,27 +91,51 @@ impl Registry {
         let version = Version::parse(&request.version)?;
         let checksum = Checksum::parse(&request.checksum)?;
         let mut attempt = 0;
+        // Seeded bug: one transaction for every attempt.
+        #[cfg(feature = "mutant-no-rollback-before-retry")]
+        let mut tx = self.db.tx("registry.publish").await?;
         loop {
-            match self.try_publish(token, &name, &version, &checksum).await {
+            #[cfg(not(feature = "mutant-no-rollback-before-retry"))]
+            let mut tx = self.db.tx("registry.publish").await?;
+            match self
+                .try_publish(&mut tx, token, &name, &version, &checksum)
+                .await
+            {
+                Ok(published) => {
+                    tx.commit().await?;
+                    return Ok(published);
+                }
                 Err(Error::Db(e)) if e.is_unique_violation() && attempt < CREATE_RACE_RETRIES => {
                     attempt += 1;
+                    // The failed statement spoilt the transaction (PostgreSQL refuses every
+                    // statement after it): the retry starts a fresh one.
+                    #[cfg(not(feature = "mutant-no-rollback-before-retry"))]
+                    tx.rollback().await?;
                 }
-                other => return other,
+                Err(error) => {
+                    // Seeded bug: the session is kept alive past the conflict.
+                    #[cfg(feature = "mutant-leak-on-conflict")]
+                    if matches!(error, Error::Rejected(Rejection::VersionExists)) {
+                        std::mem::forget(tx);
+                    }
+                    return Err(error);
+                }
             }
         }
     }
 
+    /// One attempt at a publish, inside `tx`; the caller commits.
     async fn try_publish(
         &self,
+        tx: &mut Tx,
         token: &str,
         name: &CrateName,
         version: &Version,
         checksum: &Checksum,
     ) -> Result<Published> {
         let now = self.now();
-        let mut tx = self.db.tx("registry.publish").await?;
-        let user = bearer(&mut tx, token, now).await?.user_with_access()?;
-        let published = match lock_crate(&mut tx, &name.key, now).await? {
+        let user = bearer(tx, token, now).await?.user_with_access()?;
+        let published = match lock_crate(tx, &name.key, now).await? {
             None => {
                 user.require(Endpoint::PublishNew, &name.key)?;
                 let row = tx
@@ -133,12 +157,18 @@ impl Registry {
                         .bind(now),
                 )
                 .await?;
-                insert_version(&mut tx, crate_id, version, checksum, user.id, now).await?;
+                // Seeded bug: the new crate is committed on its own, before its first version.
+                #[cfg(feature = "mutant-half-applied-publish")]
+                {
+                    tx.execute(sql("COMMIT")).await?;
+                    tx.execute(sql("BEGIN")).await?;
+                }
+                insert_version(tx, crate_id, version, checksum, user.id, now).await?;
                 Published::NewCrate
             }
             Some(crate_id) => {
                 user.require(Endpoint::PublishUpdate, &name.key)?;
-                require_owner(&mut tx, crate_id, user.id).await?;
+                require_owner(tx, crate_id, user.id).await?;
                 let exists = tx
                     .fetch_optional(
                         sql("SELECT 1 AS found FROM versions WHERE crate_id = $1 AND num_key = $2")
@@ -147,16 +177,12 @@ impl Registry {
                     )
                     .await?;
                 if exists.is_some() {
-                    // Seeded bug: the session is kept alive past the conflict.
-                    #[cfg(feature = "mutant-leak-on-conflict")]
-                    std::mem::forget(tx);
                     return Err(Rejection::VersionExists.into());
                 }
-                insert_version(&mut tx, crate_id, version, checksum, user.id, now).await?;
+                insert_version(tx, crate_id, version, checksum, user.id, now).await?;
                 Published::NewVersion
             }
         };
-        tx.commit().await?;
         Ok(published)
     }
 
@@ -251,7 +277,12 @@ impl Registry {
                     )
                     .await?;
                 let owners: i64 = get(&row, "owners")?;
-                if owners <= 1 {
+                #[cfg(not(feature = "mutant-zero-owners"))]
+                let last = owners <= 1;
+                // Seeded bug: off by one, the last owner may leave.
+                #[cfg(feature = "mutant-zero-owners")]
+                let last = owners < 1;
+                if last {
                     return Err(Rejection::LastOwner.into());
                 }
                 tx.execute(
