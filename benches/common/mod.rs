@@ -1,0 +1,261 @@
+//! What both benchmarks share: the runtime, criterion's settings, a scratch database per
+//! backend, the concurrent driver, and the session invariant every benchmark must leave behind.
+//! A benchmark that leaks is a failing benchmark: [`Fixture::check`] panics, and so does
+//! [`Fixture::finish`] unless every view reaches zero after close.
+#![allow(dead_code)]
+
+use criterion::Criterion;
+use leakproof::db::scratch::Scratch;
+use leakproof::db::{Backend, Db, PoolConfig, SETTLE_DEADLINE, SessionViews};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub const PG_URL_VAR: &str = "LEAKPROOF_PG_URL";
+
+/// Tokio on as many workers as the machine has cores (2 here and in CI): the same runtime
+/// drives the wrapped and the raw side, so neither gets more threads than the other.
+pub fn runtime() -> tokio::runtime::Runtime {
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get().min(8));
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime for the benchmarks")
+}
+
+/// Short runs: the full sweep is hundreds of points on a 2-core machine. Ten samples of a
+/// second each give a few per cent of noise, which the A/A control makes visible. Command-line
+/// flags (`--measurement-time`, `--warm-up-time`, `--sample-size`) override these.
+pub fn criterion() -> Criterion {
+    Criterion::default()
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(1))
+        .nresamples(20_000)
+        .configure_from_args()
+}
+
+pub fn name(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Sqlite => "sqlite",
+        Backend::Postgres => "postgres",
+    }
+}
+
+/// The PostgreSQL admin URL, if set. As in the tests: skipped locally without it, a failure
+/// in CI (`CI` set), where a missing server must never pass for a green run.
+pub fn postgres_url() -> Option<String> {
+    match std::env::var(PG_URL_VAR) {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if std::env::var_os("CI").is_some() => {
+            panic!("CI is set but {PG_URL_VAR} is not: the PostgreSQL benchmarks must run in CI")
+        }
+        _ => {
+            eprintln!("skipped PostgreSQL: set {PG_URL_VAR} to benchmark it too");
+            None
+        }
+    }
+}
+
+/// SQLite always; PostgreSQL when its URL is set.
+pub fn backends() -> Vec<Backend> {
+    let mut backends = vec![Backend::Sqlite];
+    if postgres_url().is_some() {
+        backends.push(Backend::Postgres);
+    }
+    backends
+}
+
+/// A fresh database with our schema and a `Db` on it.
+pub struct Fixture {
+    pub db: Db,
+    scratch: Scratch,
+}
+
+impl Fixture {
+    pub async fn open(backend: Backend, config: PoolConfig) -> Fixture {
+        let scratch = match backend {
+            Backend::Sqlite => Scratch::sqlite().expect("a scratch SQLite file"),
+            Backend::Postgres => {
+                let url = postgres_url().expect("PostgreSQL benchmarks run only with a URL");
+                Scratch::postgres(&url)
+                    .await
+                    .expect("a scratch PostgreSQL schema")
+            }
+        };
+        let db = Db::connect_with(&scratch.url, config)
+            .await
+            .expect("connect to the scratch database");
+        Fixture { db, scratch }
+    }
+
+    /// The scratch database's URL, for connections outside the pool (the wire floor).
+    pub fn url(&self) -> &str {
+        &self.scratch.url
+    }
+
+    /// The session invariant at quiescence, after a benchmark: no session open by any view,
+    /// and the server sees exactly the pool's connections (PostgreSQL: backends under the
+    /// pool's `application_name`). SQLite's descriptor count bounds the pool from above (a
+    /// closed connection's descriptor may linger while another holds a lock), so there it is
+    /// `>=`. Panics, naming `after`, if a benchmark left anything open.
+    pub async fn check(&self, after: &str) {
+        let views = self
+            .db
+            .quiesce(SETTLE_DEADLINE)
+            .await
+            .unwrap_or_else(|e| panic!("{after}: the benchmark leaked a session: {e}"));
+        let server_matches = |v: &SessionViews| match self.db.backend() {
+            Backend::Postgres => v.server.connections == v.pool.size,
+            Backend::Sqlite => v.server.connections >= v.pool.size,
+        };
+        if server_matches(&views) {
+            return;
+        }
+        // A connection sqlx is still closing (idle timeout, lifetime) shows on one side first:
+        // give it a bounded moment.
+        let mut last = views;
+        for _ in 0..50 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            last = self.db.views().await.expect("session views");
+            if last.is_quiescent(self.db.backend() == Backend::Postgres) && server_matches(&last) {
+                return;
+            }
+        }
+        panic!("{after}: the server's sessions do not match the pool's: {last}");
+    }
+
+    /// Checks quiescence, closes the pool, requires every view at zero, removes the database.
+    pub async fn finish(self, after: &str) {
+        self.check(after).await;
+        let views = self
+            .db
+            .close(SETTLE_DEADLINE)
+            .await
+            .unwrap_or_else(|e| panic!("{after}: close did not reach zero sessions: {e}"));
+        assert!(views.is_closed(), "{after}: open after close: {views}");
+        self.scratch
+            .remove()
+            .await
+            .expect("remove the scratch database");
+    }
+}
+
+/// Runs `ops` operations spread over one task per state (task `t` gets `ops / tasks`, the
+/// first `ops % tasks` one more) and returns the wall time from before the first task is
+/// spawned to the end of the last, with the states back in order. Each operation takes its
+/// task's state and hands it back, so nothing is cloned or locked per operation.
+pub async fn spread<S, F, Fut>(ops: u64, states: Vec<S>, op: F) -> (Duration, Vec<S>)
+where
+    S: Send + 'static,
+    F: Fn(S, usize, u64) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = S> + Send + 'static,
+{
+    assert!(!states.is_empty(), "spread needs at least one task");
+    let op = Arc::new(op);
+    let tasks = states.len() as u64;
+    let start = Instant::now();
+    let mut handles = Vec::with_capacity(states.len());
+    for (t, state) in states.into_iter().enumerate() {
+        let share = ops / tasks + u64::from((t as u64) < ops % tasks);
+        let op = Arc::clone(&op);
+        handles.push(tokio::spawn(async move {
+            let mut state = state;
+            for i in 0..share {
+                state = op(state, t, i).await;
+            }
+            state
+        }));
+    }
+    let mut states = Vec::with_capacity(handles.len());
+    for handle in handles {
+        states.push(handle.await.expect("a benchmark task panicked"));
+    }
+    (start.elapsed(), states)
+}
+
+/// `spread` over `tasks` clones of one state, for operations on a shared handle (a `Db`, a
+/// pool): the clones are made before the timer starts.
+pub async fn spread_shared<S, F, Fut>(ops: u64, tasks: usize, state: &S, op: F) -> Duration
+where
+    S: Clone + Send + 'static,
+    F: Fn(S, usize, u64) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = S> + Send + 'static,
+{
+    let states = vec![state.clone(); tasks];
+    spread(ops, states, op).await.0
+}
+
+/// What the command line asks of this run, as far as work outside criterion's timed points
+/// (the interleaved ratios, the overload check) needs to know: criterion's own mode rules
+/// (`--test`, or no `--bench`, runs each point once) and its filter, read as substrings split at
+/// `|` (criterion reads a regex; a plain name or `a|b` means the same to both).
+pub struct Cli {
+    pub test: bool,
+    pub list: bool,
+    filter: Option<String>,
+}
+
+/// criterion's flags that take a value, so their values are not mistaken for the filter.
+const VALUE_FLAGS: [&str; 19] = [
+    "--save-baseline",
+    "-s",
+    "--baseline",
+    "-b",
+    "--baseline-lenient",
+    "--load-baseline",
+    "--format",
+    "--profile-time",
+    "--sample-size",
+    "--warm-up-time",
+    "--measurement-time",
+    "--nresamples",
+    "--noise-threshold",
+    "--confidence-level",
+    "--significance-level",
+    "--plotting-backend",
+    "--output-format",
+    "--color",
+    "-c",
+];
+
+impl Cli {
+    pub fn parse() -> Cli {
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        let has = |flag: &str| args.iter().any(|a| a == flag);
+        let mut filter = None;
+        let mut skip_value = false;
+        for arg in &args {
+            if skip_value {
+                skip_value = false;
+            } else if VALUE_FLAGS.contains(&arg.as_str()) {
+                skip_value = true;
+            } else if !arg.starts_with('-') {
+                filter = Some(arg.clone());
+            }
+        }
+        Cli {
+            test: has("--test") || !has("--bench"),
+            list: has("--list"),
+            filter,
+        }
+    }
+
+    /// Whether criterion's filter may select `id` (never false for an id it selects).
+    pub fn selects(&self, id: &str) -> bool {
+        match &self.filter {
+            None => true,
+            Some(filter) => filter.split('|').any(|part| id.contains(part)),
+        }
+    }
+}
+
+pub fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}
