@@ -10,7 +10,11 @@ cd "$(dirname "$0")/.."
 export LEAKPROOF_CASES="${LEAKPROOF_CASES:-64}"
 out="${MUTANTS_OUT:-target/cargo-mutants}"
 mkdir -p "$out"
-cargo mutants --gitignore=true --output "$out" "$@"
+# A copy of the tree leaves out what git ignores (target/, fuzz/target/); --in-place makes none.
+case " $* " in
+  *" --in-place "*) cargo mutants --output "$out" "$@" ;;
+  *) cargo mutants --gitignore=true --output "$out" "$@" ;;
+esac
 status=$?
 # cargo-mutants exits 2 when some mutant survived, 3 on timeouts: the table says which.
 count() { if [ -f "$out/mutants.out/$1.txt" ]; then wc -l <"$out/mutants.out/$1.txt"; else echo 0; fi; }

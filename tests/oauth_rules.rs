@@ -1277,3 +1277,31 @@ both_backends!(token_endpoint_dispatch, |env| {
         Rejection::UnauthorizedClient
     );
 });
+
+both_backends!(rule09_revocation_racing_a_refresh_kills_the_family, |env| {
+    // Found by the PostgreSQL state machine: a revocation whose statement started before a
+    // concurrent refresh committed missed the refresh's new token. Whatever the interleaving,
+    // once both are done no token of the family may be alive.
+    env.user("alice").await;
+    let client = env.public_client().await;
+    for round in 0..20 {
+        let tokens = env.tokens(&client, "alice", None).await;
+        let refresh_token = refresh_of(&tokens).to_owned();
+        let (refreshed, revoked) = tokio::join!(
+            env.oauth.refresh(&client, &refresh_token, None),
+            env.oauth.revoke(&client, &refresh_token),
+        );
+        revoked.expect("revocation succeeds");
+        let mut family = vec![access(&tokens).to_owned(), refresh_token];
+        match refreshed {
+            Ok(new) => family.extend([access(&new).to_owned(), refresh_of(&new).to_owned()]),
+            Err(e) => assert_eq!(rejection(Err::<(), _>(e)), Rejection::RefreshRevoked),
+        }
+        for token in &family {
+            assert!(
+                !is_active(&env, &client, token).await,
+                "round {round}: a token of the revoked family is alive"
+            );
+        }
+    }
+});
