@@ -3,6 +3,7 @@
 
 pub mod call;
 pub mod coverage;
+pub mod fuzz;
 pub mod machine;
 pub mod op;
 pub mod replay;

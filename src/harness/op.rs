@@ -3,12 +3,18 @@
 //! modulo how many exist), so removing an op while shrinking never leaves a dangling name.
 //! Inputs come from small fixed pools, some deliberately invalid, so both the deep paths and the
 //! rejections are reached often.
+//!
+//! Two decoders read this vocabulary: proptest's strategies (`strategy.rs`) and `arbitrary`
+//! (the derives here and [`Step`]'s impl), which the fuzz targets use (`harness::fuzz`).
 
+use arbitrary::{Arbitrary, Unstructured};
 use std::fmt;
 
 /// An earlier result: the n-th most recent (modulo how many exist; `Nth(0)` is the latest),
 /// the one the previous step issued (none if it issued none), or one never issued.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, Arbitrary,
+)]
 pub enum Ref {
     Nth(u8),
     Previous,
@@ -16,7 +22,9 @@ pub enum Ref {
 }
 
 /// A token by kind and position, or a token that was never issued.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, Arbitrary,
+)]
 pub enum TokenRef {
     Access(u8),
     Refresh(u8),
@@ -24,7 +32,9 @@ pub enum TokenRef {
 }
 
 /// The client making a request about a code or token: the one it was issued to, or another.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, Arbitrary,
+)]
 pub enum Party {
     Owner,
     Other(Ref),
@@ -32,14 +42,18 @@ pub enum Party {
 
 /// What the client presents as its secret: `Proper` is its own secret if it is confidential,
 /// nothing if it is public.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, Arbitrary,
+)]
 pub enum Auth {
     Proper,
     Wrong,
     Absent,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, Arbitrary,
+)]
 pub enum Pkce {
     S256,
     Plain,
@@ -48,7 +62,9 @@ pub enum Pkce {
     None,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, Arbitrary,
+)]
 pub enum Verifier {
     /// The verifier of the code's challenge (a fresh valid one if it had none).
     Proper,
@@ -58,21 +74,28 @@ pub enum Verifier {
 }
 
 /// The redirect URI at the token endpoint: the one the code was issued for, or one from the pool.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, Arbitrary,
+)]
 pub enum RedirectAtToken {
     Same,
     Pool(u8),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, Arbitrary,
+)]
 pub enum GrantType {
     Unsupported,
     CodeWithoutCode,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, Arbitrary,
+)]
 pub enum Op {
     Advance {
+        #[arbitrary(with = advance_secs)]
         secs: u32,
     },
     CreateUser {
@@ -231,6 +254,80 @@ impl Step {
             Step::Kill => Vec::new(),
             Step::Batch(ops) => ops.clone(),
         }
+    }
+}
+
+/// The most ops in a batch: the runner tries every serial order (4! = 24).
+pub const MAX_BATCH: usize = 4;
+
+/// A step from fuzzer bytes: a quarter of the steps faulty or concurrent, as in proptest's
+/// default mix, and proptest's value ranges. The steps that wait are rarer than in proptest,
+/// because a fuzzer's time is its executions: a starved pool waits out two timeouts (~30 ms,
+/// some fifty plain steps), so it is 1 in 256 steps (proptest: 1 in 76); a kill mid-operation
+/// waits up to 1 ms (proptest: 2 ms) and does nothing else on SQLite.
+impl<'a> Arbitrary<'a> for Step {
+    fn arbitrary(u: &mut Unstructured<'a>) -> arbitrary::Result<Self> {
+        Ok(match u8::arbitrary(u)? {
+            0..=191 => Step::Op(Op::arbitrary(u)?),
+            192..=208 => Step::Faulted {
+                op: Op::arbitrary(u)?,
+                fault: crate::db::fault::Fault {
+                    at: u.int_in_range(0..=5)?,
+                    kind: if u.ratio(1u8, 4)? {
+                        crate::db::fault::FaultKind::Panic
+                    } else {
+                        crate::db::fault::FaultKind::Error
+                    },
+                },
+            },
+            209..=225 => Step::Cancelled {
+                op: Op::arbitrary(u)?,
+                polls: u.int_in_range(0..=11)?,
+            },
+            226..=233 => Step::TimedOut {
+                op: Op::arbitrary(u)?,
+                micros: u.int_in_range(1..=399)?,
+            },
+            234 => Step::Starved {
+                op: Op::arbitrary(u)?,
+            },
+            235..=237 => Step::Kill,
+            238..=241 => Step::KillDuring {
+                op: Op::arbitrary(u)?,
+                micros: u.int_in_range(0..=999)?,
+            },
+            _ => Step::Batch(batch_ops(u)?),
+        })
+    }
+
+    fn size_hint(_depth: usize) -> (usize, Option<usize>) {
+        (1, None)
+    }
+}
+
+/// 2 to [`MAX_BATCH`] ops. The clock does not move inside a batch: an `Advance` drawn there
+/// repeats the batch's first op instead, the race a batch exists for (one code redeemed twice,
+/// one version published twice).
+fn batch_ops(u: &mut Unstructured<'_>) -> arbitrary::Result<Vec<Op>> {
+    let len = u.int_in_range(2..=MAX_BATCH)?;
+    let mut ops: Vec<Op> = Vec::with_capacity(len);
+    for _ in 0..len {
+        let op = match (Op::arbitrary(u)?, ops.first()) {
+            (Op::Advance { .. }, Some(first)) => *first,
+            (Op::Advance { .. }, None) => Op::Versions { name: 0 },
+            (op, _) => op,
+        };
+        ops.push(op);
+    }
+    Ok(ops)
+}
+
+/// Mostly the lifetimes' edges (`pool::ADVANCES`), sometimes any step up to 60 days.
+fn advance_secs(u: &mut Unstructured<'_>) -> arbitrary::Result<u32> {
+    if u.ratio(3u8, 4)? {
+        Ok(*u.choose(pool::ADVANCES)?)
+    } else {
+        u.int_in_range(0..=60 * 24 * 3_600)
     }
 }
 
