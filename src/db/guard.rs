@@ -54,6 +54,8 @@ pub struct Tx {
     pub(crate) in_flight: bool,
     /// A statement failed with an injected fault. (Read only by a seeded bug.)
     pub(crate) faulted: bool,
+    /// SQLite: this transaction's turn as the one writer; given back once it has ended.
+    pub(crate) writer: Option<tokio::sync::OwnedSemaphorePermit>,
     pub(crate) _ticket: Ticket,
 }
 
@@ -163,6 +165,7 @@ impl Drop for Tx {
             return;
         }
         let mut guard = CloseUnlessReleased(Some(conn));
+        let writer = self.writer.take();
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
                 if let Some(conn) = guard.0.as_mut()
@@ -171,6 +174,8 @@ impl Drop for Tx {
                     // Rolled back: back to the pool as usual.
                     drop(guard.0.take());
                 }
+                // The next writer's turn only once this transaction has ended.
+                drop(writer);
             });
         }
     }

@@ -95,6 +95,10 @@ struct Shared {
     patience_micros: AtomicU64,
     application_name: String,
     probe: Mutex<Probe>,
+    /// SQLite: one writer at a time, queued here in arrival order. `BEGIN IMMEDIATE` already
+    /// lets only one in, but the others wait in SQLite's busy handler, which sleeps in
+    /// millisecond steps: under many writers throughput collapsed (benches/ops.rs).
+    writer: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 static NEXT_DB: AtomicU64 = AtomicU64::new(0);
@@ -172,6 +176,8 @@ impl Db {
                 patience_micros: AtomicU64::new(0),
                 application_name,
                 probe: Mutex::new(probe),
+                writer: (backend == Backend::Sqlite)
+                    .then(|| Arc::new(tokio::sync::Semaphore::new(1))),
             }),
         })
     }
@@ -264,9 +270,14 @@ impl Db {
         // take another. Every pooled connection may be dead: at most size + 1 attempts.
         let attempts = self.shared.pool.options().get_max_connections() + 1;
         let mut attempt = 1;
+        let mut writer = match &self.shared.writer {
+            Some(queue) => Some(self.wait_for_turn(holder, queue).await?),
+            None => None,
+        };
         loop {
             let conn = self.checkout(holder).await?;
             let mut tx = Tx {
+                writer: writer.take(),
                 conn: Some(conn),
                 open: false,
                 holder,
@@ -279,9 +290,33 @@ impl Db {
             };
             match tx.begin(begin).await {
                 Ok(()) => return Ok(tx),
-                Err(e) if e.is_connection_lost() && attempt < attempts => attempt += 1,
+                Err(e) if e.is_connection_lost() && attempt < attempts => {
+                    writer = tx.writer.take();
+                    attempt += 1;
+                }
                 Err(e) => return Err(e),
             }
+        }
+    }
+
+    /// A place in the SQLite writers' queue, within the checkout patience (so a writer waits
+    /// at most that long here, and as long again for a connection).
+    async fn wait_for_turn(
+        &self,
+        holder: &'static str,
+        queue: &Arc<tokio::sync::Semaphore>,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit, DbError> {
+        let patience = match self.shared.patience_micros.load(Ordering::Relaxed) {
+            0 => self.shared.pool.options().get_acquire_timeout(),
+            micros => Duration::from_micros(micros),
+        };
+        match tokio::time::timeout(patience, Arc::clone(queue).acquire_owned()).await {
+            Ok(Ok(turn)) => Ok(turn),
+            Ok(Err(_)) => Err(DbError::Inconsistent("the writers' queue was closed")),
+            Err(_) => Err(DbError::AcquireTimeout {
+                holder,
+                waited: patience,
+            }),
         }
     }
 
@@ -340,8 +375,18 @@ impl Db {
     /// Waits, at most `deadline`, until no view shows an open session; else reports the leak.
     pub async fn quiesce(&self, deadline: Duration) -> Result<SessionViews, DbError> {
         let counts_connections = self.shared.backend == Backend::Postgres;
+        let start = Instant::now();
+        // The ledger and the pool are counters in memory, the server view is a probe: wait for
+        // the counters first (usually sqlx's return-to-pool task, microseconds away), so the
+        // probe runs once when all is well. The full check below still decides.
+        let mut pause = Duration::ZERO;
+        while (self.shared.ledger.view().open > 0 || self.pool_view().checked_out() > 0)
+            && start.elapsed() < deadline
+        {
+            back_off(start, &mut pause).await;
+        }
         settle(
-            Instant::now(),
+            start,
             deadline,
             "quiescence",
             async || self.views().await,
@@ -416,15 +461,19 @@ where
                 views: now,
             })));
         }
-        // The usual wait is for sqlx's return-to-pool task, microseconds away: yield first,
-        // then back off from 100 µs to 20 ms.
-        if pause.is_zero() && start.elapsed() < Duration::from_micros(200) {
-            tokio::task::yield_now().await;
-            continue;
-        }
-        pause = (pause * 2).clamp(Duration::from_micros(100), Duration::from_millis(20));
-        tokio::time::sleep(pause).await;
+        back_off(start, &mut pause).await;
     }
+}
+
+/// The usual wait is for sqlx's return-to-pool task, microseconds away: yield first, then
+/// sleep from 100 µs doubling to 20 ms.
+async fn back_off(start: Instant, pause: &mut Duration) {
+    if pause.is_zero() && start.elapsed() < Duration::from_micros(200) {
+        tokio::task::yield_now().await;
+        return;
+    }
+    *pause = (*pause * 2).clamp(Duration::from_micros(100), Duration::from_millis(20));
+    tokio::time::sleep(*pause).await;
 }
 
 impl Backend {
