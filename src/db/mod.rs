@@ -376,15 +376,6 @@ impl Db {
     pub async fn quiesce(&self, deadline: Duration) -> Result<SessionViews, DbError> {
         let counts_connections = self.shared.backend == Backend::Postgres;
         let start = Instant::now();
-        // The ledger and the pool are counters in memory, the server view is a probe: wait for
-        // the counters first (usually sqlx's return-to-pool task, microseconds away), so the
-        // probe runs once when all is well. The full check below still decides.
-        let mut pause = Duration::ZERO;
-        while (self.shared.ledger.view().open > 0 || self.pool_view().checked_out() > 0)
-            && start.elapsed() < deadline
-        {
-            back_off(start, &mut pause).await;
-        }
         settle(
             start,
             deadline,
