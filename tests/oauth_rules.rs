@@ -1305,3 +1305,31 @@ both_backends!(rule09_revocation_racing_a_refresh_kills_the_family, |env| {
         }
     }
 });
+
+both_backends!(
+    redirect_uri_count_is_bounded_at_exactly_the_maximum,
+    |env| {
+        use leakproof::domain::redirect::MAX_REDIRECT_URIS;
+        let registration = |count: usize| leakproof::oauth::ClientRegistration {
+            name: "many redirects".into(),
+            confidential: true,
+            redirect_uris: (0..count)
+                .map(|i| format!("https://app.example/cb/{i}"))
+                .collect(),
+            scope: ALL_SCOPES.into(),
+        };
+        env.oauth
+            .register_client(&registration(MAX_REDIRECT_URIS))
+            .await
+            .expect("exactly the maximum is allowed");
+        assert_rejected!(
+            env.oauth
+                .register_client(&registration(MAX_REDIRECT_URIS + 1))
+                .await,
+            Rejection::TooMany {
+                what: "redirect URIs",
+                max: MAX_REDIRECT_URIS
+            }
+        );
+    }
+);
