@@ -8,7 +8,7 @@
 use super::registry::check_login;
 use super::spec::{self, ScopeError};
 use super::text::{count, maybe_text, text, truncate};
-use super::world::{Cast, Checked, CheckedKind, OTHER_VERIFIER, VERIFIER, World, issued};
+use super::world::{Cast, Checked, CheckedKind, OTHER_VERIFIER, Pick, VERIFIER, World, issued};
 use crate::domain::redirect::{self, MAX_REDIRECT_URI};
 use crate::domain::{Rejection, Scope, pkce};
 use crate::harness::call::{Bearer, Call, Caller};
@@ -104,13 +104,6 @@ pub enum ClientPick {
 pub enum SecretPick {
     Own,
     Absent,
-    Raw(String),
-}
-
-/// A code or token: one of the cast's (modulo) or a string nobody was given.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Pick {
-    Cast(u8),
     Raw(String),
 }
 
@@ -510,23 +503,6 @@ fn code(cast: &Cast, pick: &Pick) -> (Option<usize>, String) {
     }
 }
 
-fn token(cast: &Cast, pick: &Pick) -> Bearer {
-    match pick {
-        Pick::Cast(k) => {
-            let all: Vec<_> = cast.access.iter().chain(&cast.refresh).collect();
-            let t = all[usize::from(*k) % all.len()];
-            Bearer {
-                ix: Some(t.ix),
-                text: t.text.clone(),
-            }
-        }
-        Pick::Raw(text) => Bearer {
-            ix: None,
-            text: text.clone(),
-        },
-    }
-}
-
 /// A call of the input, resolved against the cast, with how its answer is checked.
 fn checked(cast: &Cast, call: &OAuthCall) -> Checked {
     let shown = truncate(&format!("{call:?}"), 300).to_owned();
@@ -581,7 +557,7 @@ fn checked(cast: &Cast, call: &OAuthCall) -> Checked {
         } => {
             let who = caller(cast, client, secret);
             let code = code_pick.as_ref().map(|p| code(cast, p));
-            let refresh = refresh_token.as_ref().map(|p| token(cast, p));
+            let refresh = refresh_token.as_ref().map(|p| cast.bearer(p));
             let request = TokenRequest {
                 grant_type: grant_type.clone(),
                 client_id: who.auth.client_id.clone(),
@@ -619,7 +595,7 @@ fn checked(cast: &Cast, call: &OAuthCall) -> Checked {
             let refused = over_long(&who);
             let call = Call::Revoke {
                 caller: who,
-                token: token(cast, pick),
+                token: cast.bearer(pick),
             };
             if refused {
                 CheckedKind::Refused(call)
@@ -636,7 +612,7 @@ fn checked(cast: &Cast, call: &OAuthCall) -> Checked {
             let refused = who.auth.client_id.len() > MAX_CLIENT_ID;
             let call = Call::Introspect {
                 caller: who,
-                token: token(cast, pick),
+                token: cast.bearer(pick),
             };
             if refused {
                 CheckedKind::Refused(call)

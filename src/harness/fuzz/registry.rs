@@ -8,9 +8,9 @@
 
 use super::spec;
 use super::text::{text, truncate};
-use super::world::{Cast, Checked, World};
+use super::world::{Cast, Checked, Pick, World};
 use crate::domain::{Checksum, CrateName, Login, Rejection, Version};
-use crate::harness::call::{Bearer, Call};
+use crate::harness::call::Call;
 use crate::registry::PublishRequest;
 use arbitrary::{Arbitrary, Result, Unstructured};
 
@@ -69,38 +69,30 @@ const LOGINS: &[&str] = &[
 ];
 const TOKENS: &[&str] = &["lpa_never-issued", ""];
 
-/// A bearer token: one of the cast's (modulo; refresh and client-credentials tokens too) or
-/// a string nobody was given.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TokenPick {
-    Cast(u8),
-    Raw(String),
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RegistryCall {
     CreateUser {
         login: String,
     },
     Publish {
-        token: TokenPick,
+        token: Pick,
         name: String,
         version: String,
         checksum: String,
     },
     SetYanked {
-        token: TokenPick,
+        token: Pick,
         name: String,
         version: String,
         yanked: bool,
     },
     AddOwner {
-        token: TokenPick,
+        token: Pick,
         name: String,
         login: String,
     },
     RemoveOwner {
-        token: TokenPick,
+        token: Pick,
         name: String,
         login: String,
     },
@@ -122,11 +114,11 @@ pub struct RegistryInput {
     pub calls: Vec<RegistryCall>,
 }
 
-fn token(u: &mut Unstructured<'_>) -> Result<TokenPick> {
+fn token(u: &mut Unstructured<'_>) -> Result<Pick> {
     Ok(if u.ratio(7u8, 8)? {
-        TokenPick::Cast(u8::arbitrary(u)?)
+        Pick::Cast(u8::arbitrary(u)?)
     } else {
-        TokenPick::Raw(text(u, TOKENS)?)
+        Pick::Raw(text(u, TOKENS)?)
     })
 }
 
@@ -300,23 +292,6 @@ pub fn check_login(raw: &str) -> std::result::Result<(), String> {
     }
 }
 
-fn bearer(cast: &Cast, pick: &TokenPick) -> Bearer {
-    match pick {
-        TokenPick::Cast(k) => {
-            let all: Vec<_> = cast.access.iter().chain(&cast.refresh).collect();
-            let t = all[usize::from(*k) % all.len()];
-            Bearer {
-                ix: Some(t.ix),
-                text: t.text.clone(),
-            }
-        }
-        TokenPick::Raw(text) => Bearer {
-            ix: None,
-            text: text.clone(),
-        },
-    }
-}
-
 fn checked(cast: &Cast, call: &RegistryCall) -> Checked {
     let shown = truncate(&format!("{call:?}"), 300).to_owned();
     let call = match call {
@@ -327,7 +302,7 @@ fn checked(cast: &Cast, call: &RegistryCall) -> Checked {
             version,
             checksum,
         } => Call::Publish {
-            token: bearer(cast, token),
+            token: cast.bearer(token),
             request: PublishRequest {
                 name: name.clone(),
                 version: version.clone(),
@@ -340,18 +315,18 @@ fn checked(cast: &Cast, call: &RegistryCall) -> Checked {
             version,
             yanked,
         } => Call::SetYanked {
-            token: bearer(cast, token),
+            token: cast.bearer(token),
             name: name.clone(),
             version: version.clone(),
             yanked: *yanked,
         },
         RegistryCall::AddOwner { token, name, login } => Call::AddOwner {
-            token: bearer(cast, token),
+            token: cast.bearer(token),
             name: name.clone(),
             login: login.clone(),
         },
         RegistryCall::RemoveOwner { token, name, login } => Call::RemoveOwner {
-            token: bearer(cast, token),
+            token: cast.bearer(token),
             name: name.clone(),
             login: login.clone(),
         },

@@ -41,6 +41,14 @@ pub struct Issued {
     pub client: usize,
 }
 
+/// A code or token in an input: one of the cast's (modulo how many there are) or a string
+/// nobody was given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pick {
+    Cast(u8),
+    Raw(String),
+}
+
 /// The cast as built: the model's state and the system's secrets for it.
 #[derive(Debug, Clone)]
 pub struct Cast {
@@ -52,6 +60,26 @@ pub struct Cast {
     pub codes: Vec<Issued>,
     pub access: Vec<Issued>,
     pub refresh: Vec<Issued>,
+}
+
+impl Cast {
+    /// A bearer token: any of the cast's access and refresh tokens, or the raw string.
+    pub fn bearer(&self, pick: &Pick) -> Bearer {
+        match pick {
+            Pick::Cast(k) => {
+                let all: Vec<_> = self.access.iter().chain(&self.refresh).collect();
+                let t = all[usize::from(*k) % all.len()];
+                Bearer {
+                    ix: Some(t.ix),
+                    text: t.text.clone(),
+                }
+            }
+            Pick::Raw(text) => Bearer {
+                ix: None,
+                text: text.clone(),
+            },
+        }
+    }
 }
 
 impl Cast {
