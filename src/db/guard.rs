@@ -7,6 +7,7 @@
 
 use super::DbError;
 use super::fault::{Faults, Point};
+use super::handoff::Claim;
 use super::ledger::Ticket;
 use sqlx::AnyConnection;
 use sqlx::Executor;
@@ -24,11 +25,19 @@ pub fn sql<'q>(text: &'static str) -> Statement<'q> {
 
 /// A connection checked out for one operation, in autocommit mode.
 pub struct Session {
-    pub(crate) conn: PoolConnection<Any>,
+    /// `Some` for the whole life of the guard; taken only by `Drop`.
+    pub(crate) conn: Option<PoolConnection<Any>>,
+    pub(crate) claim: Claim,
     pub(crate) holder: &'static str,
     pub(crate) faults: Arc<Faults>,
     pub(crate) suspect: Arc<Suspect>,
     pub(crate) statements: u32,
+    /// A statement started and has not finished: if the guard drops now, it was cancelled.
+    pub(crate) in_flight: bool,
+    /// A statement failed with an injected fault.
+    pub(crate) faulted: bool,
+    /// A statement failed: the connection goes back through sqlx's release, never parked.
+    pub(crate) errored: bool,
     pub(crate) _ticket: Ticket,
 }
 
@@ -43,6 +52,7 @@ pub struct Session {
 pub struct Tx {
     /// `Some` for the whole life of the guard; taken only by `Drop`.
     pub(crate) conn: Option<PoolConnection<Any>>,
+    pub(crate) claim: Claim,
     /// `BEGIN` may have reached the server and no `COMMIT` or `ROLLBACK` has answered.
     pub(crate) open: bool,
     pub(crate) holder: &'static str,
@@ -54,6 +64,8 @@ pub struct Tx {
     pub(crate) in_flight: bool,
     /// A statement failed with an injected fault. (Read only by a seeded bug.)
     pub(crate) faulted: bool,
+    /// BEGIN, a statement, COMMIT or ROLLBACK failed: the connection is never parked.
+    pub(crate) errored: bool,
     /// SQLite: this transaction's turn as the one writer; given back once it has ended.
     pub(crate) writer: Option<tokio::sync::OwnedSemaphorePermit>,
     pub(crate) _ticket: Ticket,
@@ -113,6 +125,7 @@ impl Tx {
         if let Err(e) = begun {
             // An answered error: no transaction was started.
             self.open = false;
+            self.errored = true;
             return Err(DbError::sqlx(holder, e));
         }
         Ok(())
@@ -124,6 +137,7 @@ impl Tx {
         self.in_flight = true;
         let committed = sqlx::raw_sql("COMMIT").execute(self.raw()).await;
         self.in_flight = false;
+        self.errored |= committed.is_err();
         committed.map_err(|e| DbError::sqlx(holder, e))?;
         self.open = false;
         Ok(())
@@ -131,10 +145,11 @@ impl Tx {
 
     pub async fn rollback(mut self) -> Result<(), DbError> {
         let holder = self.holder;
-        sqlx::raw_sql("ROLLBACK")
-            .execute(self.raw())
-            .await
-            .map_err(|e| DbError::sqlx(holder, e))?;
+        self.in_flight = true;
+        let rolled_back = sqlx::raw_sql("ROLLBACK").execute(self.raw()).await;
+        self.in_flight = false;
+        self.errored |= rolled_back.is_err();
+        rolled_back.map_err(|e| DbError::sqlx(holder, e))?;
         self.open = false;
         Ok(())
     }
@@ -146,6 +161,8 @@ impl Drop for Tx {
     /// connection is closed instead, which ends the transaction on the server.
     fn drop(&mut self) {
         if !self.open {
+            let clean = !self.in_flight && !self.errored;
+            self.claim.end(self.conn.take(), clean);
             return;
         }
         let Some(conn) = self.conn.take() else {
@@ -202,9 +219,16 @@ macro_rules! statement_methods {
             }
 
             /// A lost connection makes the next checkouts test theirs.
-            fn noticed(&self, error: DbError) -> DbError {
+            fn noticed(&mut self, error: DbError) -> DbError {
+                self.errored = true;
                 self.suspect.noticed(&error);
                 error
+            }
+
+            /// Records a fault that fired and whether a statement is in flight.
+            fn mark(&mut self, faulted: bool, in_flight: bool) {
+                self.faulted |= faulted;
+                self.in_flight = in_flight && !faulted;
             }
 
             /// The fault point every statement passes.
@@ -261,18 +285,23 @@ macro_rules! statement_methods {
 }
 
 impl Session {
-    fn mark(&mut self, _faulted: bool, _in_flight: bool) {}
-}
-
-impl Tx {
-    /// Records what only seeded bugs read: a fault fired, a statement is in flight.
-    fn mark(&mut self, faulted: bool, in_flight: bool) {
-        self.faulted |= faulted;
-        self.in_flight = in_flight && !faulted;
+    fn raw(&mut self) -> &mut AnyConnection {
+        self.conn
+            .as_mut()
+            .expect("a live Session holds its connection")
     }
 }
 
-statement_methods!(Session, |this| &mut this.conn);
+impl Drop for Session {
+    /// A session has no transaction to end: its connection is clean unless a statement was
+    /// cancelled in flight or failed.
+    fn drop(&mut self) {
+        let clean = !self.in_flight && !self.errored;
+        self.claim.end(self.conn.take(), clean);
+    }
+}
+
+statement_methods!(Session, |this| this.raw());
 statement_methods!(Tx, |this| this.raw());
 
 /// Reads a column; a missing column or a type mismatch is a storage error, never a panic.

@@ -8,6 +8,7 @@
 mod error;
 pub mod fault;
 mod guard;
+mod handoff;
 mod ledger;
 pub mod scratch;
 mod server;
@@ -20,6 +21,7 @@ pub use sqlx::Row;
 pub use sqlx::any::AnyRow as DbRow;
 pub use views::{LeakReport, PoolView, ServerView, SessionViews};
 
+use handoff::{Claim, Handoff};
 use server::Probe;
 use sqlx::any::Any;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
@@ -90,6 +92,8 @@ struct Shared {
     ledger: Arc<Ledger>,
     faults: Arc<fault::Faults>,
     suspect: Arc<guard::Suspect>,
+    /// Clean connections passed from one guard to the next without sqlx's release ping.
+    handoff: Arc<Handoff>,
     /// Microseconds a checkout waits before giving up, if less than the pool's
     /// `acquire_timeout`; 0: the pool's own. See [`Db::set_acquire_patience`].
     patience_micros: AtomicU64,
@@ -173,6 +177,7 @@ impl Db {
                 ledger: Arc::new(Ledger::default()),
                 faults: Arc::default(),
                 suspect: Arc::new(guard::Suspect::new(config.max_connections)),
+                handoff: Arc::new(Handoff::new(config.max_connections)),
                 patience_micros: AtomicU64::new(0),
                 application_name,
                 probe: Mutex::new(probe),
@@ -205,13 +210,17 @@ impl Db {
 
     /// A connection for one operation, in autocommit mode. `holder` names the operation.
     pub async fn session(&self, holder: &'static str) -> Result<Session, DbError> {
-        let conn = self.checkout(holder).await?;
+        let (conn, claim) = self.checkout(holder).await?;
         Ok(Session {
-            conn,
+            conn: Some(conn),
+            claim,
             holder,
             faults: Arc::clone(&self.shared.faults),
             suspect: Arc::clone(&self.shared.suspect),
             statements: 0,
+            in_flight: false,
+            faulted: false,
+            errored: false,
             _ticket: self.shared.ledger.open(holder, GuardKind::Session),
         })
     }
@@ -225,19 +234,38 @@ impl Db {
         self.shared.patience_micros.store(micros, Ordering::Relaxed);
     }
 
-    /// A pooled connection; while connections are suspect, a tested one. A dead connection is
+    /// A connection (parked by the last guard, else from the pool) and the claim that
+    /// accounts for it; while connections are suspect, a tested one. A dead connection is
     /// dropped (sqlx closes it when its release ping fails) and another taken.
-    async fn checkout(&self, holder: &'static str) -> Result<PoolConnection<Any>, DbError> {
+    async fn checkout(
+        &self,
+        holder: &'static str,
+    ) -> Result<(PoolConnection<Any>, Claim), DbError> {
+        let mut claim = self.shared.handoff.claim();
         let attempts = self.shared.pool.options().get_max_connections() + 1;
         for _ in 1..attempts {
-            let mut conn = self.acquire(holder).await?;
+            let mut conn = self.parked_or_pooled(holder, &mut claim).await?;
             if !self.shared.suspect.take() || conn.ping().await.is_ok() {
-                return Ok(conn);
+                return Ok((conn, claim));
             }
             // One was dead: the others may be too.
             self.shared.suspect.raise();
         }
-        self.acquire(holder).await
+        let conn = self.parked_or_pooled(holder, &mut claim).await?;
+        Ok((conn, claim))
+    }
+
+    async fn parked_or_pooled(
+        &self,
+        holder: &'static str,
+        claim: &mut Claim,
+    ) -> Result<PoolConnection<Any>, DbError> {
+        if let Some(conn) = claim.take_parked() {
+            return Ok(conn);
+        }
+        let acquired = self.acquire(holder).await;
+        claim.acquired();
+        acquired
     }
 
     /// sqlx's acquire is cancel-safe: a checkout abandoned at the patience limit leaves nothing.
@@ -275,10 +303,11 @@ impl Db {
             None => None,
         };
         loop {
-            let conn = self.checkout(holder).await?;
+            let (conn, claim) = self.checkout(holder).await?;
             let mut tx = Tx {
                 writer: writer.take(),
                 conn: Some(conn),
+                claim,
                 open: false,
                 holder,
                 faults: Arc::clone(&self.shared.faults),
@@ -286,6 +315,7 @@ impl Db {
                 statements: 0,
                 in_flight: false,
                 faulted: false,
+                errored: false,
                 _ticket: self.shared.ledger.open(holder, GuardKind::Transaction),
             };
             match tx.begin(begin).await {
