@@ -3,22 +3,27 @@
 //! sqlx 0.9 pings every connection it gets back (`Floating::return_to_pool`), and no option
 //! turns that off: an operation of one statement paid two round trips, and on PostgreSQL the
 //! pool reached about 0.6 of what the same connections did held directly (benches/ops.rs).
-//! So a guard that ends cleanly, while other operations are still running, parks its
-//! connection here instead, and the next checkout takes it without a round trip.
+//! So a guard that ends cleanly gives its connection to the longest-waiting checkout, or, if
+//! none waits and other operations are still running, parks it for the next checkout.
 //!
-//! Parking never hides a session, because of two rules kept under one lock:
-//! - Only while another claim is live: the last claim to end sends every parked connection
-//!   back to sqlx. With no operation running nothing is parked, so quiescence and `close` see
-//!   exactly what they saw without this module.
-//! - Never while a checkout waits on sqlx's pool: that connection goes back to sqlx, which hands
-//!   it to the waiter. A parked connection can never starve a caller.
+//! This never hides a session, because of two rules kept under one lock:
+//! - A connection is parked only while another claim is live: the last claim to end sends
+//!   every parked connection back to sqlx. With no operation running nothing is parked, so
+//!   quiescence and `close` see exactly what they would without this module.
+//! - Nothing is parked while a checkout waits: it gets the connection.
 //!
-//! Only a clean connection is parked: no statement in flight, no transaction open, no error
-//! seen. Anything else takes sqlx's path (ping, or close), as before.
+//! A waiting checkout also waits on sqlx's pool (for a new connection, or one a guard could
+//! not hand over), whichever comes first. Only a clean connection is handed over: no statement
+//! in flight, no transaction open, no error seen. Anything else takes sqlx's path (its ping, or
+//! a close), as before.
 
 use sqlx::any::Any;
 use sqlx::pool::PoolConnection;
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::sync::oneshot;
+
+type Conn = PoolConnection<Any>;
 
 /// The parked connections of one `Db`, and who may still want one.
 #[derive(Debug)]
@@ -30,11 +35,12 @@ pub(crate) struct Handoff {
 
 #[derive(Debug, Default)]
 struct State {
-    parked: Vec<PoolConnection<Any>>,
+    parked: Vec<Conn>,
     /// Live claims: guards holding a connection and checkouts getting one.
     claims: usize,
-    /// Claims waiting on sqlx's pool. While any waits, nothing is parked.
-    waiting: usize,
+    /// Checkouts waiting, oldest first; each also waits on sqlx's pool. An entry whose
+    /// checkout is gone (it got a pooled connection, or was cancelled) is closed.
+    waiters: VecDeque<oneshot::Sender<Conn>>,
 }
 
 impl State {
@@ -43,15 +49,27 @@ impl State {
             self.parked.len() <= capacity,
             "more parked than the pool holds"
         );
-        assert!(self.waiting <= self.claims, "a waiter without a claim");
+        let waiting = self.waiters.iter().filter(|w| !w.is_closed()).count();
+        assert!(waiting <= self.claims, "a waiter without a claim");
         assert!(
             self.claims > 0 || self.parked.is_empty(),
             "parked with no claim live"
         );
         assert!(
-            self.waiting == 0 || self.parked.is_empty(),
+            self.parked.is_empty() || self.waiters.iter().all(|w| w.is_closed()),
             "parked while a checkout waits"
         );
+    }
+
+    /// Gives `conn` to the oldest waiter still waiting; back if there is none.
+    fn hand_over(&mut self, mut conn: Conn) -> Option<Conn> {
+        while let Some(waiter) = self.waiters.pop_front() {
+            match waiter.send(conn) {
+                Ok(()) => return None,
+                Err(unsent) => conn = unsent,
+            }
+        }
+        Some(conn)
     }
 }
 
@@ -68,7 +86,6 @@ impl Handoff {
         self.lock().claims += 1;
         Claim {
             handoff: Arc::clone(self),
-            waiting: false,
             live: true,
         }
     }
@@ -82,52 +99,62 @@ impl Handoff {
     }
 }
 
+/// Where a checkout's connection comes from.
+pub(crate) enum Source {
+    Parked(Conn),
+    /// None parked: wait for a guard's hand-over (or on sqlx's pool, whichever is first).
+    HandedOver(oneshot::Receiver<Conn>),
+}
+
 /// One guard's place among the claims. Dropping it without [`Claim::end`] ends it with no
-/// connection to park (a cancelled checkout, a guard whose connection went elsewhere).
+/// connection to give (a cancelled checkout, a guard whose connection went elsewhere).
 #[derive(Debug)]
 pub(crate) struct Claim {
     handoff: Arc<Handoff>,
-    waiting: bool,
     live: bool,
 }
 
 impl Claim {
-    /// A parked connection, or `None`: then the claim counts as waiting on sqlx's pool until
-    /// [`Claim::acquired`] (or its drop).
-    pub(crate) fn take_parked(&mut self) -> Option<PoolConnection<Any>> {
+    pub(crate) fn source(&mut self) -> Source {
         let mut state = self.handoff.lock();
-        let conn = state.parked.pop();
-        if conn.is_none() && !self.waiting {
-            state.waiting += 1;
-            self.waiting = true;
-        }
+        let source = match state.parked.pop() {
+            Some(conn) => Source::Parked(conn),
+            None => {
+                let (sender, receiver) = oneshot::channel();
+                state.waiters.push_back(sender);
+                Source::HandedOver(receiver)
+            }
+        };
         state.check(self.handoff.capacity);
-        conn
+        source
     }
 
-    /// The wait on sqlx's pool is over, whatever its outcome.
-    pub(crate) fn acquired(&mut self) {
-        if self.waiting {
-            self.waiting = false;
-            self.handoff.lock().waiting -= 1;
-        }
+    /// The wait is over, whatever its outcome, and its receiver dropped: forget closed waiters.
+    pub(crate) fn waited(&mut self) {
+        let mut state = self.handoff.lock();
+        state.waiters.retain(|w| !w.is_closed());
+        state.check(self.handoff.capacity);
     }
 
-    /// Ends the claim. A clean connection is parked if another claim is live and none waits;
-    /// otherwise it, and if this was the last claim every parked one, goes back to sqlx.
-    pub(crate) fn end(&mut self, conn: Option<PoolConnection<Any>>, clean: bool) {
+    /// Ends the claim. A clean connection goes to a waiter, else is parked if another claim is
+    /// live; otherwise it, and if this was the last claim every parked one, goes back to sqlx.
+    pub(crate) fn end(&mut self, conn: Option<Conn>, clean: bool) {
         assert!(self.live, "a claim ended twice");
         self.live = false;
         let mut back_to_sqlx = Vec::new();
         {
             let mut state = self.handoff.lock();
-            if std::mem::take(&mut self.waiting) {
-                state.waiting -= 1;
-            }
             state.claims -= 1;
+            state.waiters.retain(|w| !w.is_closed());
             match conn {
-                Some(conn) if clean && state.claims > 0 && state.waiting == 0 => {
-                    state.parked.push(conn)
+                Some(conn) if clean => {
+                    if let Some(conn) = state.hand_over(conn) {
+                        if state.claims > 0 {
+                            state.parked.push(conn);
+                        } else {
+                            back_to_sqlx.push(conn);
+                        }
+                    }
                 }
                 Some(conn) => back_to_sqlx.push(conn),
                 None => {}

@@ -21,7 +21,7 @@ pub use sqlx::Row;
 pub use sqlx::any::AnyRow as DbRow;
 pub use views::{LeakReport, PoolView, ServerView, SessionViews};
 
-use handoff::{Claim, Handoff};
+use handoff::{Claim, Handoff, Source};
 use server::Probe;
 use sqlx::any::Any;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
@@ -260,11 +260,25 @@ impl Db {
         holder: &'static str,
         claim: &mut Claim,
     ) -> Result<PoolConnection<Any>, DbError> {
-        if let Some(conn) = claim.take_parked() {
-            return Ok(conn);
-        }
-        let acquired = self.acquire(holder).await;
-        claim.acquired();
+        let handed_over = match claim.source() {
+            Source::Parked(conn) => return Ok(conn),
+            Source::HandedOver(receiver) => receiver,
+        };
+        let acquired = {
+            let handed_over = async {
+                match handed_over.await {
+                    Ok(conn) => conn,
+                    // Only a claim's end drops a waiter unanswered, and ours is live.
+                    Err(_) => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                biased;
+                conn = handed_over => Ok(conn),
+                pooled = self.acquire(holder) => pooled,
+            }
+        };
+        claim.waited();
         acquired
     }
 
