@@ -62,6 +62,73 @@ both_backends!(idle_connections_are_not_sessions, |env| {
     assert!(views.server.connections >= 2, "{views}");
 });
 
+/// A clean connection is parked while another guard runs (db/handoff.rs): sqlx still counts it
+/// checked out, so a parked connection can never hide from the pool's view. The last guard to
+/// end sends it back, and the views are at zero again.
+both_backends!(
+    a_parked_connection_counts_until_the_last_guard_ends,
+    |env| {
+        let a = env.db.session("test.a").await.unwrap();
+        let mut b = env.db.session("test.b").await.unwrap();
+        b.fetch_one(sql("SELECT 1 AS one")).await.unwrap();
+        drop(b);
+        // Time for sqlx's release task, had b's connection gone back to sqlx.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let views = env.db.views().await.unwrap();
+        assert_eq!(views.ledger.open, 1, "{views}");
+        assert_eq!(
+            views.pool.checked_out(),
+            2,
+            "b's connection parked: {views}"
+        );
+        leak_text(env.db.quiesce(SHORT).await);
+        drop(a);
+        let views = env
+            .db
+            .quiesce(SHORT * 10)
+            .await
+            .expect("the last guard drains");
+        assert_eq!(views.pool.checked_out(), 0, "{views}");
+    }
+);
+
+/// A connection whose statement failed goes back through sqlx's release, never parked.
+both_backends!(a_failed_statement_is_never_parked, |env| {
+    let a = env.db.session("test.a").await.unwrap();
+    let mut b = env.db.session("test.b").await.unwrap();
+    b.execute(sql("SELECT no_such_column FROM crates"))
+        .await
+        .expect_err("no such column");
+    drop(b);
+    let settled = async {
+        while env.db.pool_view().checked_out() != 1 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(SHORT * 10, settled)
+        .await
+        .expect("b's connection back in sqlx's pool while a still runs");
+    drop(a);
+    env.db.quiesce(SHORT * 10).await.unwrap();
+});
+
+/// A parked connection goes to the next checkout: no new connection is opened for it.
+both_backends!(the_next_checkout_takes_the_parked_connection, |env| {
+    let a = env.db.session("test.a").await.unwrap();
+    let b = env.db.session("test.b").await.unwrap();
+    drop(b);
+    for _ in 0..10 {
+        let mut c = env.db.session("test.c").await.unwrap();
+        c.fetch_one(sql("SELECT 1 AS one")).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let views = env.db.views().await.unwrap();
+    assert_eq!(views.pool.size, 2, "{views}");
+    assert_eq!(views.pool.idle, 0, "{views}");
+    drop(a);
+    env.db.quiesce(SHORT * 10).await.unwrap();
+});
+
 /// A session forgotten with `mem::forget` never runs its `Drop`: the ledger keeps it, the pool
 /// never gets it back, and the server keeps its connection after the pool is closed.
 async fn forgotten_session_is_caught_at_close(backend: Backend) {

@@ -50,9 +50,10 @@ pub struct PoolConfig {
     /// How long a caller may wait for a connection. Short (5 s, not sqlx's 30 s): under
     /// overload a caller gets a clear `AcquireTimeout` error instead of a hang.
     pub acquire_timeout: Duration,
-    /// Off: sqlx already pings every connection when it is released, so an idle connection
-    /// was healthy when parked. One that dies while idle fails its first statement, and the
-    /// operation reports a storage error with nothing applied. Saves a round trip per checkout.
+    /// Off: a connection comes either through sqlx's release, which pings it, or straight from
+    /// a guard that ended without an error (db/handoff.rs), so it was healthy a moment ago. One
+    /// that dies meanwhile fails its first statement, and the operation reports a storage error
+    /// with nothing applied. Saves a round trip per checkout.
     pub test_before_acquire: bool,
     /// Idle connections close after a minute, so a quiet service holds no server sessions.
     pub idle_timeout: Option<Duration>,
