@@ -62,9 +62,9 @@ both_backends!(idle_connections_are_not_sessions, |env| {
     assert!(views.server.connections >= 2, "{views}");
 });
 
-/// A clean connection is parked while another guard runs (db/handoff.rs): sqlx still counts it
-/// checked out, so a parked connection can never hide from the pool's view. The last guard to
-/// end sends it back, and the views are at zero again.
+// A clean connection is parked while another guard runs (db/handoff.rs): sqlx still counts it
+// checked out, so a parked connection can never hide from the pool's view. The last guard to
+// end sends it back, and the views are at zero again.
 both_backends!(
     a_parked_connection_counts_until_the_last_guard_ends,
     |env| {
@@ -92,7 +92,7 @@ both_backends!(
     }
 );
 
-/// A connection whose statement failed goes back through sqlx's release, never parked.
+// A connection whose statement failed goes back through sqlx's release, never parked.
 both_backends!(a_failed_statement_is_never_parked, |env| {
     let a = env.db.session("test.a").await.unwrap();
     let mut b = env.db.session("test.b").await.unwrap();
@@ -112,7 +112,7 @@ both_backends!(a_failed_statement_is_never_parked, |env| {
     env.db.quiesce(SHORT * 10).await.unwrap();
 });
 
-/// A parked connection goes to the next checkout: no new connection is opened for it.
+// A parked connection goes to the next checkout: no new connection is opened for it.
 both_backends!(the_next_checkout_takes_the_parked_connection, |env| {
     let a = env.db.session("test.a").await.unwrap();
     let b = env.db.session("test.b").await.unwrap();
