@@ -197,6 +197,11 @@ impl Db {
         &self.shared.application_name
     }
 
+    /// The most connections the pool opens.
+    pub fn max_connections(&self) -> u32 {
+        self.shared.pool.options().get_max_connections()
+    }
+
     pub fn ledger(&self) -> &Ledger {
         &self.shared.ledger
     }

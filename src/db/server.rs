@@ -71,18 +71,21 @@ impl Probe {
                         )
                     }
                 };
-                let in_transaction =
-                    match sqlx::raw_sql("BEGIN IMMEDIATE").execute(&mut *probe).await {
-                        Ok(_) => {
-                            sqlx::raw_sql("ROLLBACK")
-                                .execute(&mut *probe)
-                                .await
-                                .map_err(|e| DbError::sqlx(HOLDER, e))?;
-                            0
-                        }
-                        Err(sqlx::Error::Database(_)) => 1,
-                        Err(e) => return Err(DbError::sqlx(HOLDER, e)),
-                    };
+                // One round trip to SQLite's thread: the probe runs after every step.
+                let probed = sqlx::raw_sql("BEGIN IMMEDIATE; ROLLBACK")
+                    .execute(&mut *probe)
+                    .await;
+                let in_transaction = match probed {
+                    Ok(_) => 0,
+                    Err(sqlx::Error::Database(_)) => {
+                        // Busy: the write lock is held. Should it have been the ROLLBACK that
+                        // failed, this ends the probe's own transaction; else it is a no-op
+                        // error ("no transaction is active"), ignored.
+                        let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *probe).await;
+                        1
+                    }
+                    Err(e) => return Err(DbError::sqlx(HOLDER, e)),
+                };
                 Ok(ServerView {
                     connections: descriptors,
                     active: 0,
