@@ -613,3 +613,22 @@ async fn prepare(options: &AnyConnectOptions, backend: Backend) -> Result<(), Db
     let closed = conn.close().await.map_err(|e| DbError::sqlx(HOLDER, e));
     result.and(closed)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The settings the doc comments on `PoolConfig` promise, per backend.
+    #[test]
+    fn pool_defaults_are_the_documented_ones() {
+        for (backend, size) in [(Backend::Postgres, 8), (Backend::Sqlite, 4)] {
+            let config = PoolConfig::for_backend(backend);
+            assert_eq!(config.max_connections, size);
+            assert_eq!(config.acquire_timeout, Duration::from_secs(5));
+            assert!(!config.test_before_acquire);
+            assert_eq!(config.idle_timeout, Some(Duration::from_secs(60)));
+            assert_eq!(config.max_lifetime, Some(Duration::from_secs(30 * 60)));
+            assert_eq!(config.max_lifetime, Some(Duration::from_secs(1800)));
+        }
+    }
+}

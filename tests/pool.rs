@@ -1,0 +1,105 @@
+//! How checkouts behave, beyond the session views: connections passed from guard to guard
+//! (db/handoff.rs) and the SQLite writers' queue. Every test still ends at zero sessions.
+
+mod common;
+use leakproof::db::{Backend, DbError, sql};
+use std::time::{Duration, Instant};
+
+const SHORT: Duration = Duration::from_millis(300);
+
+// A clean connection is parked while another guard runs (db/handoff.rs): sqlx still counts it
+// checked out, so a parked connection can never hide from the pool's view. The last guard to
+// end sends it back, and the views are at zero again.
+both_backends!(
+    a_parked_connection_counts_until_the_last_guard_ends,
+    |env| {
+        let a = env.db.session("test.a").await.unwrap();
+        let mut b = env.db.session("test.b").await.unwrap();
+        b.fetch_one(sql("SELECT 1 AS one")).await.unwrap();
+        drop(b);
+        // Time for sqlx's release task, had b's connection gone back to sqlx.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let views = env.db.views().await.unwrap();
+        assert_eq!(views.ledger.open, 1, "{views}");
+        assert_eq!(
+            views.pool.checked_out(),
+            2,
+            "b's connection parked: {views}"
+        );
+        assert!(
+            matches!(env.db.quiesce(SHORT).await, Err(DbError::Leak(_))),
+            "an open guard is not quiescence"
+        );
+        drop(a);
+        let views = env
+            .db
+            .quiesce(SHORT * 10)
+            .await
+            .expect("the last guard drains");
+        assert_eq!(views.pool.checked_out(), 0, "{views}");
+    }
+);
+
+// A connection whose statement failed goes back through sqlx's release, never parked.
+both_backends!(a_failed_statement_is_never_parked, |env| {
+    let a = env.db.session("test.a").await.unwrap();
+    let mut b = env.db.session("test.b").await.unwrap();
+    b.execute(sql("SELECT no_such_column FROM crates"))
+        .await
+        .expect_err("no such column");
+    drop(b);
+    let settled = async {
+        while env.db.pool_view().checked_out() != 1 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(SHORT * 10, settled)
+        .await
+        .expect("b's connection back in sqlx's pool while a still runs");
+    drop(a);
+    env.db.quiesce(SHORT * 10).await.unwrap();
+});
+
+// A parked connection goes to the next checkout: no new connection is opened for it.
+both_backends!(the_next_checkout_takes_the_parked_connection, |env| {
+    let a = env.db.session("test.a").await.unwrap();
+    let b = env.db.session("test.b").await.unwrap();
+    drop(b);
+    for _ in 0..10 {
+        let mut c = env.db.session("test.c").await.unwrap();
+        c.fetch_one(sql("SELECT 1 AS one")).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let views = env.db.views().await.unwrap();
+    assert_eq!(views.pool.size, 2, "{views}");
+    assert_eq!(views.pool.idle, 0, "{views}");
+    drop(a);
+    env.db.quiesce(SHORT * 10).await.unwrap();
+});
+
+// SQLite: one writer at a time, and the others queue in `Db::tx` (in arrival order), so a
+// writer that cannot get its turn within its patience gets `AcquireTimeout` at once, not
+// SQLite's busy error after its busy timeout. PostgreSQL: writers do not queue behind each
+// other; the server's row locks order them.
+both_backends!(writers_queue_on_sqlite_only, |env| {
+    let first = env.db.tx("test.first_writer").await.unwrap();
+    env.db.set_acquire_patience(Some(Duration::from_millis(50)));
+    let started = Instant::now();
+    let second = env.db.tx("test.second_writer").await;
+    env.db.set_acquire_patience(None);
+    match env.db.backend() {
+        Backend::Sqlite => {
+            assert!(
+                matches!(second, Err(DbError::AcquireTimeout { .. })),
+                "a second SQLite writer must queue: {:?}",
+                second.as_ref().err()
+            );
+            assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
+        }
+        Backend::Postgres => {
+            second.expect("PostgreSQL writers do not queue").rollback().await.unwrap();
+        }
+    }
+    first.rollback().await.unwrap();
+    env.db.quiesce(SHORT * 10).await.unwrap();
+});
