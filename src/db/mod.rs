@@ -628,7 +628,6 @@ mod tests {
             assert!(!config.test_before_acquire);
             assert_eq!(config.idle_timeout, Some(Duration::from_secs(60)));
             assert_eq!(config.max_lifetime, Some(Duration::from_secs(30 * 60)));
-            assert_eq!(config.max_lifetime, Some(Duration::from_secs(1800)));
         }
     }
 }
