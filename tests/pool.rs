@@ -94,12 +94,78 @@ both_backends!(writers_queue_on_sqlite_only, |env| {
                 "a second SQLite writer must queue: {:?}",
                 second.as_ref().err()
             );
-            assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
+            assert!(
+                started.elapsed() < Duration::from_secs(1),
+                "{:?}",
+                started.elapsed()
+            );
         }
         Backend::Postgres => {
-            second.expect("PostgreSQL writers do not queue").rollback().await.unwrap();
+            second
+                .expect("PostgreSQL writers do not queue")
+                .rollback()
+                .await
+                .unwrap();
         }
     }
     first.rollback().await.unwrap();
     env.db.quiesce(SHORT * 10).await.unwrap();
 });
+
+/// PostgreSQL with every pooled connection idle, then killed by the server (as a failover
+/// would): the pool still holds all of them, dead.
+async fn every_idle_connection_killed() -> Option<common::Env> {
+    let env = common::Env::new(Backend::Postgres).await?;
+    let size = env.db.max_connections();
+    let mut held = Vec::new();
+    for _ in 0..size {
+        held.push(env.db.session("test.fill").await.unwrap());
+    }
+    drop(held);
+    let views = env.db.quiesce(SHORT * 10).await.unwrap();
+    assert_eq!(views.pool.idle, size, "{views}");
+    assert_eq!(env.db.kill_connections().await.unwrap(), size);
+    Some(env)
+}
+
+// After a kill, at most one operation meets a dead connection: it reports the loss, and every
+// checkout after it tests its connection first, skipping all the dead ones (size + 1 tries).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_kill_one_statement_fails_then_checkouts_skip_the_dead_postgres() {
+    let Some(env) = every_idle_connection_killed().await else {
+        return;
+    };
+    let mut first = env.db.session("test.first").await.unwrap();
+    if let Err(e) = first.fetch_one(sql("SELECT 1 AS one")).await {
+        assert!(e.is_connection_lost(), "{e}");
+    }
+    drop(first);
+    for n in 0..3 {
+        let mut next = env.db.session("test.next").await.unwrap();
+        next.fetch_one(sql("SELECT 1 AS one"))
+            .await
+            .unwrap_or_else(|e| panic!("checkout {n} after the first got a dead connection: {e}"));
+    }
+    env.db.quiesce(SHORT * 10).await.unwrap();
+    env.finish().await;
+}
+
+// A transaction's BEGIN on a dead connection has done nothing yet, so `Db::tx` takes another,
+// as often as the pool may hold dead ones: even the first transaction after a kill begins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_kill_a_transaction_still_begins_postgres() {
+    let Some(env) = every_idle_connection_killed().await else {
+        return;
+    };
+    let mut tx = env
+        .db
+        .tx("test.after_kill")
+        .await
+        .expect("BEGIN retried past the dead");
+    tx.execute(sql("UPDATE crates SET downloads = downloads"))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    env.db.quiesce(SHORT * 10).await.unwrap();
+    env.finish().await;
+}

@@ -20,6 +20,11 @@ both_backends!(held_session_is_seen_by_ledger_and_pool, |env| {
     let session = env.db.session("test.held_session").await.unwrap();
     let views = env.db.views().await.unwrap();
     assert_eq!(views.ledger.open, 1);
+    assert_eq!(
+        env.db.ledger().view().open,
+        1,
+        "Db::ledger is the views' ledger"
+    );
     assert_eq!(views.ledger.holders[0].holder, "test.held_session");
     assert_eq!(views.pool.checked_out(), 1);
     let report = leak_text(env.db.quiesce(SHORT).await);
