@@ -169,3 +169,29 @@ async fn after_a_kill_a_transaction_still_begins_postgres() {
     env.db.quiesce(SHORT * 10).await.unwrap();
     env.finish().await;
 }
+
+// A BEGIN that fails for any reason but a lost connection is not retried: with SQLite's write
+// lock held by another process, a transaction fails with a storage error after SQLite's busy
+// timeout, and never loops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_begin_refused_by_the_database_is_an_error_not_a_retry_sqlite() {
+    use sqlx::Connection;
+    let env = common::Env::new(Backend::Sqlite).await.expect("sqlite env");
+    sqlx::any::install_default_drivers();
+    let mut stray = sqlx::AnyConnection::connect(env.db_url()).await.unwrap();
+    sqlx::raw_sql("BEGIN IMMEDIATE")
+        .execute(&mut stray)
+        .await
+        .unwrap();
+    let refused = tokio::time::timeout(Duration::from_secs(30), env.db.tx("test.refused"))
+        .await
+        .expect("a refused BEGIN must not be retried forever");
+    match refused {
+        Err(e) => assert!(!e.is_connection_lost(), "{e}"),
+        Ok(_) => panic!("BEGIN IMMEDIATE succeeded while another process holds the write lock"),
+    }
+    sqlx::raw_sql("ROLLBACK").execute(&mut stray).await.unwrap();
+    stray.close().await.unwrap();
+    env.db.quiesce(SHORT * 10).await.unwrap();
+    env.finish().await;
+}
