@@ -262,7 +262,7 @@ pub const MAX_BATCH: usize = 4;
 
 /// A step from fuzzer bytes: a quarter of the steps faulty or concurrent, as in proptest's
 /// default mix, and proptest's value ranges. The steps that wait are rarer than in proptest,
-/// because a fuzzer's time is its executions: a starved pool waits out the op's patience (5 ms,
+/// because a fuzzer's time is its executions: a starved op waits out its patience (1-2 ms,
 /// some ten plain steps), so it is 1 in 256 steps (proptest: 1 in 76); a kill mid-operation
 /// waits up to 1 ms (proptest: 2 ms) and does nothing else on SQLite.
 impl<'a> Arbitrary<'a> for Step {

@@ -133,7 +133,7 @@ const LOST: &str = "lost";
 /// How long a starved op waits for a connection before it must report exhaustion. Every
 /// connection is held, so any wait must end in `AcquireTimeout`; a short one keeps starved
 /// steps cheap (a fuzzer's time is its executions).
-const STARVED_PATIENCE: Duration = Duration::from_millis(5);
+const STARVED_PATIENCE: Duration = Duration::from_millis(1);
 
 struct ClientKeys {
     client_id: String,
