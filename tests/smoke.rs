@@ -20,3 +20,42 @@ both_backends!(publish_and_read_back, |env| {
     let versions = env.registry.versions("serde").await.unwrap();
     assert_eq!(versions.len(), 2);
 });
+
+// The fuzzer's setup is run once and restored per input: `restore` must put back every row,
+// ids included, as `snapshot` saw them, whatever happened since.
+both_backends!(snapshot_and_restore_put_every_row_back, |env| {
+    use leakproof::db::scratch;
+    let token = env.user_token("alice", "publish-new publish-update").await;
+    env.registry
+        .publish(&token, &common::publish("serde", "1.0.0"))
+        .await
+        .unwrap();
+    scratch::snapshot(&env.db).await.unwrap();
+    env.registry
+        .publish(&token, &common::publish("serde", "1.0.1"))
+        .await
+        .unwrap();
+    env.registry
+        .publish(&token, &common::publish("tokio", "1.0.0"))
+        .await
+        .unwrap();
+    scratch::restore(&env.db).await.unwrap();
+    let versions = env.registry.versions("serde").await.unwrap();
+    assert_eq!(versions.len(), 1, "{versions:?}");
+    assert!(
+        env.registry.versions("tokio").await.is_err(),
+        "tokio came back"
+    );
+    // The token issued before the snapshot still works: its grant and user came back too.
+    env.registry
+        .publish(&token, &common::publish("serde", "1.0.2"))
+        .await
+        .unwrap();
+    scratch::restore(&env.db).await.unwrap();
+    assert_eq!(env.registry.versions("serde").await.unwrap().len(), 1);
+    // A reset empties the tables but keeps the snapshot.
+    scratch::reset(&env.db).await.unwrap();
+    assert!(env.registry.versions("serde").await.is_err());
+    scratch::restore(&env.db).await.unwrap();
+    assert_eq!(env.registry.versions("serde").await.unwrap().len(), 1);
+});

@@ -131,6 +131,19 @@ impl Tx {
         Ok(())
     }
 
+    /// Runs several `;`-separated statements built by the crate itself (never from input) in
+    /// one round trip. For scratch databases only: it takes no binds.
+    pub(crate) async fn execute_script(&mut self, script: String) -> Result<(), DbError> {
+        self.before_statement()?;
+        let holder = self.holder;
+        let done = sqlx::raw_sql(sqlx::AssertSqlSafe(script))
+            .execute(self.raw())
+            .await;
+        self.mark(false, false);
+        done.map_err(|e| self.noticed(DbError::sqlx(holder, e)))?;
+        Ok(())
+    }
+
     pub async fn commit(mut self) -> Result<(), DbError> {
         let holder = self.holder;
         self.faults.point(holder, Point::Commit)?;

@@ -111,27 +111,55 @@ const TABLES: [&str; 9] = [
     "users",
 ];
 
-/// Empties every table in one transaction: a fresh database for the next harness case, for
-/// the price of a few deletes instead of a new file and its migrations.
+/// Empties every table in one transaction and one round trip: a fresh database for the next
+/// harness case, for the price of a few deletes instead of a new file and its migrations.
 pub async fn reset(db: &super::Db) -> Result<(), DbError> {
-    use super::sql;
+    let script: String = TABLES
+        .iter()
+        .map(|table| format!("DELETE FROM {table};\n"))
+        .collect();
     let mut tx = db.tx("scratch.reset").await?;
-    for statement in [
-        "DELETE FROM oauth_tokens",
-        "DELETE FROM oauth_grants",
-        "DELETE FROM oauth_codes",
-        "DELETE FROM oauth_redirect_uris",
-        "DELETE FROM oauth_clients",
-        "DELETE FROM versions",
-        "DELETE FROM crate_owners",
-        "DELETE FROM crates",
-        "DELETE FROM users",
-    ] {
-        debug_assert!(TABLES.iter().any(|t| statement.ends_with(t)));
-        tx.execute(sql(statement)).await?;
-    }
+    tx.execute_script(script).await?;
     tx.commit().await
 }
+
+/// Saves every table's rows beside it (`snapshot_<table>`), for [`restore`]: a harness that
+/// starts many cases from the same state sets it up once instead of once per case.
+pub async fn snapshot(db: &super::Db) -> Result<(), DbError> {
+    let mut script = String::new();
+    for table in TABLES {
+        script.push_str(&format!(
+            "DROP TABLE IF EXISTS {SNAPSHOT}{table}; \
+             CREATE TABLE {SNAPSHOT}{table} AS SELECT * FROM {table};\n"
+        ));
+    }
+    let mut tx = db.tx("scratch.snapshot").await?;
+    tx.execute_script(script).await?;
+    tx.commit().await
+}
+
+/// Puts every table back as [`snapshot`] saved it, in one transaction and one round trip.
+pub async fn restore(db: &super::Db) -> Result<(), DbError> {
+    // PostgreSQL's identity columns take the saved ids only when told to.
+    let overriding = match db.backend() {
+        super::Backend::Sqlite => "",
+        super::Backend::Postgres => "OVERRIDING SYSTEM VALUE",
+    };
+    let mut script: String = TABLES
+        .iter()
+        .map(|table| format!("DELETE FROM {table};\n"))
+        .collect();
+    for table in TABLES.iter().rev() {
+        script.push_str(&format!(
+            "INSERT INTO {table} {overriding} SELECT * FROM {SNAPSHOT}{table};\n"
+        ));
+    }
+    let mut tx = db.tx("scratch.restore").await?;
+    tx.execute_script(script).await?;
+    tx.commit().await
+}
+
+const SNAPSHOT: &str = "snapshot_";
 
 /// The tables the schema has, so a test can require [`reset`] to know them all.
 pub async fn tables(db: &super::Db) -> Result<Vec<String>, DbError> {
@@ -139,9 +167,11 @@ pub async fn tables(db: &super::Db) -> Result<Vec<String>, DbError> {
     let mut session = db.session("scratch.tables").await?;
     let query = match db.backend() {
         Backend::Sqlite => sql("SELECT name FROM sqlite_master WHERE type = 'table' \
-             AND name NOT LIKE 'sqlite_%' AND name <> '_sqlx_migrations' ORDER BY name"),
+             AND name NOT LIKE 'sqlite_%' AND name NOT LIKE 'snapshot_%' \
+             AND name <> '_sqlx_migrations' ORDER BY name"),
         Backend::Postgres => sql("SELECT table_name AS name FROM information_schema.tables \
-             WHERE table_schema = current_schema() AND table_name <> '_sqlx_migrations' ORDER BY table_name"),
+             WHERE table_schema = current_schema() AND table_name NOT LIKE 'snapshot_%' \
+             AND table_name <> '_sqlx_migrations' ORDER BY table_name"),
     };
     let rows = session.fetch_all(query).await?;
     rows.iter().map(|row| get(row, "name")).collect()

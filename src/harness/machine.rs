@@ -11,6 +11,7 @@ use super::runner::{Coverage, Runner};
 use super::strategy;
 use crate::db::scratch::{self, Scratch};
 use crate::db::{Backend, Db, DbError, PoolConfig, SETTLE_DEADLINE, SessionViews};
+use crate::harness::{Failure, Violation};
 use proptest::strategy::ValueTree;
 use proptest::test_runner::{
     Config, FileFailurePersistence, RngSeed, TestCaseError, TestError, TestRunner,
@@ -229,6 +230,8 @@ pub fn shrink(
 struct Place {
     scratch: Scratch,
     db: Db,
+    /// A setup this database holds a snapshot of, and the runner as it stood after it.
+    after_setup: Option<(Vec<Step>, Runner)>,
 }
 
 /// Where a lab makes its scratch databases.
@@ -253,7 +256,11 @@ impl Place {
             Target::Postgres(url) => Scratch::postgres(url).await?,
         };
         let db = Db::connect_with(&scratch.url, harness_pool(&scratch.url)?).await?;
-        Ok(Self { scratch, db })
+        Ok(Self {
+            scratch,
+            db,
+            after_setup: None,
+        })
     }
 
     /// Closes and removes; with `deadline` short when a leak is already known.
@@ -326,21 +333,53 @@ impl Lab {
 
     /// Runs one sequence on an emptied database with a fresh model; every step checked.
     pub fn case(&self, steps: &[Step]) -> Result<(), CaseFailure> {
-        let setup = |e: DbError| CaseFailure {
-            ran: 0,
-            message: e.to_string(),
+        self.case_after(&[], steps)
+    }
+
+    /// Runs `setup` then `steps`, as [`Lab::case`] runs them one after the other, but the
+    /// setup only the first time: its database state is kept (`scratch::snapshot`) and later
+    /// cases with the same setup start from it restored, with the runner as it stood. A
+    /// fuzzer that prefixes most inputs with the same setup spends its time on the rest.
+    pub fn case_after(&self, setup: &[Step], steps: &[Step]) -> Result<(), CaseFailure> {
+        let storage = |e: DbError| Failure {
+            step: 0,
+            violation: Violation::Storage(e.to_string()),
+            transcript: Vec::new(),
         };
         self.rt.block_on(async {
             let current = self.place.borrow_mut().take();
-            let current = match current {
+            let mut current = match current {
                 Some(p) => p,
-                None => Place::new(&self.target).await.map_err(setup)?,
+                None => Place::new(&self.target).await.map_err(|e| CaseFailure {
+                    ran: 0,
+                    message: e.to_string(),
+                })?,
             };
             current.db.ledger().reset_peak();
-            scratch::reset(&current.db).await.map_err(setup)?;
-            let mut runner = Runner::new(current.db.clone()).with_settle_deadline(self.settle);
-            let outcome = runner.run(steps).await;
-            self.coverage.borrow_mut().merge(&runner.coverage);
+            let outcome = async {
+                let mut runner = match &current.after_setup {
+                    Some((saved, runner)) if saved.as_slice() == setup => {
+                        scratch::restore(&current.db).await.map_err(storage)?;
+                        runner.fork()
+                    }
+                    _ => {
+                        scratch::reset(&current.db).await.map_err(storage)?;
+                        let mut runner =
+                            Runner::new(current.db.clone()).with_settle_deadline(self.settle);
+                        if !setup.is_empty() {
+                            current.after_setup = None;
+                            runner.run(setup).await?;
+                            scratch::snapshot(&current.db).await.map_err(storage)?;
+                            current.after_setup = Some((setup.to_vec(), runner.fork()));
+                        }
+                        runner
+                    }
+                };
+                let outcome = runner.run(steps).await;
+                self.coverage.borrow_mut().merge(&runner.coverage);
+                outcome
+            }
+            .await;
             let views = current.db.views().await;
             if let Ok(views) = views {
                 self.peaks.borrow_mut().merge(&Peaks {

@@ -135,11 +135,13 @@ const LOST: &str = "lost";
 /// steps cheap (a fuzzer's time is its executions).
 const STARVED_PATIENCE: Duration = Duration::from_millis(1);
 
+#[derive(Clone)]
 struct ClientKeys {
     client_id: String,
     secret: Option<String>,
 }
 
+#[derive(Clone)]
 struct CodeKeys {
     code: String,
     redirect_uri: String,
@@ -252,6 +254,29 @@ impl Runner {
 
     pub fn db(&self) -> &Db {
         &self.db
+    }
+
+    /// A runner in this one's state (model, secrets, transcript, time) with a clock of its own,
+    /// to go on from a database restored to this runner's state (`scratch::restore`).
+    pub fn fork(&self) -> Self {
+        let clock = Arc::new(ManualClock::at(self.system.clock.epoch()));
+        Self {
+            model: self.model.clone(),
+            system: System {
+                registry: Registry::new(self.db.clone(), clock.clone()),
+                oauth: OAuth::new(self.db.clone(), clock.clone()),
+                clock,
+            },
+            db: self.db.clone(),
+            clients: self.clients.clone(),
+            codes: self.codes.clone(),
+            tokens: self.tokens.clone(),
+            previous_code: self.previous_code,
+            issued_code: self.issued_code,
+            settle: self.settle,
+            transcript: self.transcript.clone(),
+            coverage: Coverage::default(),
+        }
     }
 
     /// How long a step may take to return its sessions before it counts as a leak.

@@ -15,7 +15,10 @@ pub const MAX_STEPS: usize = 64;
 /// One input: a sequence of at most [`MAX_STEPS`] steps.
 #[derive(Clone, PartialEq, Eq)]
 pub struct OpsInput {
+    /// The fixed setup (if the input asked for it) and then the decoded steps.
     pub steps: Vec<Step>,
+    /// How many of `steps` are the setup: 0 or `setup().len()`.
+    pub setup_len: usize,
 }
 
 /// proptest's setup, whole: two users, a public and a confidential client allowed everything,
@@ -56,10 +59,11 @@ impl<'a> Arbitrary<'a> for OpsInput {
         if bool::arbitrary(u)? {
             steps.extend(setup().map(Step::Op));
         }
+        let setup_len = steps.len();
         while steps.len() < MAX_STEPS && !u.is_empty() {
             steps.push(Step::arbitrary(u)?);
         }
-        Ok(Self { steps })
+        Ok(Self { steps, setup_len })
     }
 
     fn arbitrary_take_rest(mut u: Unstructured<'a>) -> Result<Self> {
@@ -80,7 +84,10 @@ impl fmt::Debug for OpsInput {
 impl OpsInput {
     /// The steps fuzzer bytes decode to (none if they decode to nothing).
     pub fn decode(data: &[u8]) -> Self {
-        Self::arbitrary_take_rest(Unstructured::new(data)).unwrap_or(Self { steps: Vec::new() })
+        Self::arbitrary_take_rest(Unstructured::new(data)).unwrap_or(Self {
+            steps: Vec::new(),
+            setup_len: 0,
+        })
     }
 }
 
@@ -95,7 +102,8 @@ pub fn settle_from_env() -> Duration {
 }
 
 /// The lab an `ops` campaign runs in: one runtime and one scratch SQLite file per process,
-/// emptied between inputs (`scratch::reset`: a few deletes instead of a new file).
+/// emptied between inputs (`scratch::reset`: a few deletes instead of a new file), or put back
+/// to the setup's snapshot (`scratch::restore`) for an input that starts with the setup.
 pub fn ops_lab() -> std::result::Result<Lab, String> {
     Lab::new(Target::TempSqlite, settle_from_env()).map_err(|e| e.to_string())
 }
@@ -106,6 +114,8 @@ pub fn run_ops_input(lab: &Lab, data: &[u8]) -> std::result::Result<(), String> 
     if input.steps.is_empty() {
         return Ok(());
     }
-    lab.case(&input.steps)
+    // The setup runs once per scratch database; later inputs start from its snapshot.
+    let (setup, steps) = input.steps.split_at(input.setup_len);
+    lab.case_after(setup, steps)
         .map_err(|failure| failure.to_string())
 }
