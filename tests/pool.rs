@@ -1,5 +1,6 @@
 //! How checkouts behave, beyond the session views: connections passed from guard to guard
-//! (db/handoff.rs) and the SQLite writers' queue. Every test still ends at zero sessions.
+//! (db/handoff.rs), the SQLite writers' queue, dead connections after a server kill, and the
+//! fault points the harness arms. Every test still ends at zero sessions.
 
 mod common;
 use leakproof::db::{Backend, DbError, sql};
@@ -195,3 +196,66 @@ async fn a_begin_refused_by_the_database_is_an_error_not_a_retry_sqlite() {
     env.db.quiesce(SHORT * 10).await.unwrap();
     env.finish().await;
 }
+
+// Fault points: an armed fault fires at exactly the n-th point from now, once, and says where;
+// a panic fault panics the task. Every fault-injecting step of the harness rests on this.
+both_backends!(an_armed_fault_fires_once_at_its_point, |env| {
+    use leakproof::db::fault::{Fault, FaultKind, INJECTED_PANIC};
+    let select = || sql("SELECT 1 AS one");
+    env.db.arm_fault(Fault {
+        at: 1,
+        kind: FaultKind::Error,
+    });
+    let mut session = env.db.session("test.fault").await.unwrap();
+    session.fetch_one(select()).await.expect("point 0 passes");
+    let Err(injected) = session.fetch_one(select()).await else {
+        panic!("point 1 must fail");
+    };
+    assert!(
+        matches!(
+            injected,
+            DbError::Injected {
+                holder: "test.fault"
+            }
+        ),
+        "{injected}"
+    );
+    session.fetch_one(select()).await.expect("fired once only");
+    drop(session);
+    assert_eq!(
+        env.db.disarm_fault().as_deref(),
+        Some("test.fault before statement 2")
+    );
+    assert_eq!(env.db.disarm_fault(), None, "nothing fired since");
+
+    env.db.arm_fault(Fault {
+        at: 0,
+        kind: FaultKind::Error,
+    });
+    let tx = env.db.tx("test.commit_fault").await.unwrap();
+    tx.commit().await.expect_err("the commit's point fails");
+    assert_eq!(
+        env.db.disarm_fault().as_deref(),
+        Some("test.commit_fault before commit")
+    );
+
+    env.db.arm_fault(Fault {
+        at: 0,
+        kind: FaultKind::Panic,
+    });
+    let db = env.db.clone();
+    let panicked = tokio::spawn(async move {
+        let mut session = db.session("test.panic").await.unwrap();
+        let _ = session.fetch_one(select()).await;
+    })
+    .await
+    .expect_err("the task panics");
+    let message = panicked.into_panic();
+    let message = message
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .unwrap_or_default();
+    assert!(message.starts_with(INJECTED_PANIC), "{message}");
+    env.db.disarm_fault();
+    env.db.quiesce(SHORT * 10).await.unwrap();
+});
