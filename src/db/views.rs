@@ -18,6 +18,13 @@ impl PoolView {
     pub fn checked_out(&self) -> u32 {
         self.size.saturating_sub(self.idle)
     }
+
+    /// sqlx 0.9 counts a released connection idle only after it is back in the queue, so a
+    /// checkout that takes it at once can make the count wrap below zero for a moment (seen
+    /// as `idle` = `u32::MAX`). Such a torn reading says nothing; look again.
+    pub fn is_consistent(&self) -> bool {
+        self.idle <= self.size
+    }
 }
 
 /// What the database server (or, for SQLite, the operating system) sees of this `Db`.
@@ -51,6 +58,7 @@ impl SessionViews {
     pub fn is_quiescent(&self, counts_connections: bool) -> bool {
         let no_stray_connection = !counts_connections || self.server.connections <= self.pool.size;
         self.ledger.open == 0
+            && self.pool.is_consistent()
             && self.pool.checked_out() == 0
             && self.server.active == 0
             && self.server.in_transaction == 0
@@ -141,6 +149,8 @@ mod tests {
         });
         let mut pool = quiet();
         pool.pool.idle = 1;
+        let mut torn = quiet();
+        torn.pool.idle = u32::MAX;
         let mut active = quiet();
         active.server.active = 1;
         let mut in_tx = quiet();
@@ -152,6 +162,7 @@ mod tests {
         for (name, views) in [
             ("ledger", &ledger),
             ("pool", &pool),
+            ("a torn idle count", &torn),
             ("active", &active),
             ("in_tx", &in_tx),
         ] {

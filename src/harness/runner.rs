@@ -527,6 +527,22 @@ impl Runner {
                         }
                     }
                 }
+                // Starved means every connection the pool has is held here.
+                // (A torn reading lasts until sqlx's releasing thread runs again: a second
+                // at most, however loaded the machine.)
+                let mut pool = self.db.pool_view();
+                for _ in 0..1000 {
+                    if pool.is_consistent() {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    pool = self.db.pool_view();
+                }
+                if pool.idle > 0 || pool.size as usize != held.len() {
+                    let detail =
+                        format!("holding {} sessions left the pool at {pool:?}", held.len());
+                    return (detail.clone(), Err(Violation::Storage(detail)));
+                }
                 self.db.set_acquire_patience(Some(STARVED_PATIENCE));
                 let ran = match run.await {
                     Ok((Err(DbError::AcquireTimeout { .. }), _)) => Ran::Lost("pool exhausted"),
