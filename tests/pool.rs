@@ -4,6 +4,7 @@
 
 mod common;
 use leakproof::db::{Backend, DbError, sql};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const SHORT: Duration = Duration::from_millis(300);
@@ -259,3 +260,46 @@ both_backends!(an_armed_fault_fires_once_at_its_point, |env| {
     env.db.disarm_fault();
     env.db.quiesce(SHORT * 10).await.unwrap();
 });
+
+// The SQLite writer whose turn it is takes the next connection a guard hands over, ahead of
+// the readers already waiting: every other writer waits for it, so it must not wait for them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_writer_whose_turn_it_is_goes_first_sqlite() {
+    let env = common::Env::new(Backend::Sqlite).await.expect("sqlite env");
+    let mut held = Vec::new();
+    for _ in 0..env.db.max_connections() {
+        held.push(env.db.session("test.hog").await.unwrap());
+    }
+    // Readers that keep what they get until the end.
+    let release = Arc::new(tokio::sync::Semaphore::new(0));
+    let reader = |db: leakproof::db::Db, release: Arc<tokio::sync::Semaphore>| {
+        tokio::spawn(async move {
+            let session = db.session("test.reader").await?;
+            let _released = release.acquire().await;
+            drop(session);
+            Ok::<(), DbError>(())
+        })
+    };
+    let readers = [
+        reader(env.db.clone(), Arc::clone(&release)),
+        reader(env.db.clone(), Arc::clone(&release)),
+    ];
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let db = env.db.clone();
+    let writer = tokio::spawn(async move { db.tx("test.writer").await.map(|tx| tx.rollback()) });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    held.pop();
+    let rolled_back = tokio::time::timeout(Duration::from_secs(2), writer)
+        .await
+        .expect("the writer got the connection first")
+        .unwrap()
+        .unwrap();
+    rolled_back.await.unwrap();
+    drop(held);
+    release.add_permits(2);
+    for reader in readers {
+        reader.await.unwrap().unwrap();
+    }
+    env.db.quiesce(SHORT * 10).await.unwrap();
+    env.finish().await;
+}

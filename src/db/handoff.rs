@@ -99,6 +99,15 @@ impl Handoff {
     }
 }
 
+/// A waiting checkout's place among the waiters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Turn {
+    /// Behind those already waiting.
+    Queue,
+    /// Ahead of them: the SQLite writer whose turn it is, which every other writer waits for.
+    First,
+}
+
 /// Where a checkout's connection comes from.
 pub(crate) enum Source {
     Parked(Conn),
@@ -115,13 +124,16 @@ pub(crate) struct Claim {
 }
 
 impl Claim {
-    pub(crate) fn source(&mut self) -> Source {
+    pub(crate) fn source(&mut self, turn: Turn) -> Source {
         let mut state = self.handoff.lock();
         let source = match state.parked.pop() {
             Some(conn) => Source::Parked(conn),
             None => {
                 let (sender, receiver) = oneshot::channel();
-                state.waiters.push_back(sender);
+                match turn {
+                    Turn::Queue => state.waiters.push_back(sender),
+                    Turn::First => state.waiters.push_front(sender),
+                }
                 Source::HandedOver(receiver)
             }
         };

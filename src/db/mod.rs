@@ -21,7 +21,7 @@ pub use sqlx::Row;
 pub use sqlx::any::AnyRow as DbRow;
 pub use views::{LeakReport, PoolView, ServerView, SessionViews};
 
-use handoff::{Claim, Handoff, Source};
+use handoff::{Claim, Handoff, Source, Turn};
 use server::Probe;
 use sqlx::any::Any;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
@@ -216,7 +216,7 @@ impl Db {
 
     /// A connection for one operation, in autocommit mode. `holder` names the operation.
     pub async fn session(&self, holder: &'static str) -> Result<Session, DbError> {
-        let (conn, claim) = self.checkout(holder).await?;
+        let (conn, claim) = self.checkout(holder, Turn::Queue).await?;
         Ok(Session {
             conn: Some(conn),
             claim,
@@ -246,27 +246,29 @@ impl Db {
     async fn checkout(
         &self,
         holder: &'static str,
+        turn: Turn,
     ) -> Result<(PoolConnection<Any>, Claim), DbError> {
         let mut claim = self.shared.handoff.claim();
         let attempts = self.shared.pool.options().get_max_connections() + 1;
         for _ in 1..attempts {
-            let mut conn = self.parked_or_pooled(holder, &mut claim).await?;
+            let mut conn = self.parked_or_pooled(holder, turn, &mut claim).await?;
             if !self.shared.suspect.take() || conn.ping().await.is_ok() {
                 return Ok((conn, claim));
             }
             // One was dead: the others may be too.
             self.shared.suspect.raise();
         }
-        let conn = self.parked_or_pooled(holder, &mut claim).await?;
+        let conn = self.parked_or_pooled(holder, turn, &mut claim).await?;
         Ok((conn, claim))
     }
 
     async fn parked_or_pooled(
         &self,
         holder: &'static str,
+        turn: Turn,
         claim: &mut Claim,
     ) -> Result<PoolConnection<Any>, DbError> {
-        let handed_over = match claim.source() {
+        let handed_over = match claim.source(turn) {
             Source::Parked(conn) => return Ok(conn),
             Source::HandedOver(receiver) => receiver,
         };
@@ -323,7 +325,12 @@ impl Db {
             None => None,
         };
         loop {
-            let (conn, claim) = self.checkout(holder).await?;
+            // A SQLite writer holding its turn goes first: every other writer waits for it.
+            let turn = match writer {
+                Some(_) => Turn::First,
+                None => Turn::Queue,
+            };
+            let (conn, claim) = self.checkout(holder, turn).await?;
             let mut tx = Tx {
                 writer: writer.take(),
                 conn: Some(conn),
