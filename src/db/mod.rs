@@ -625,6 +625,67 @@ async fn prepare(options: &AnyConnectOptions, backend: Backend) -> Result<(), Db
 mod tests {
     use super::*;
 
+    #[test]
+    fn urls_name_their_backend() {
+        let backend = |url| Backend::of_url(url).ok();
+        assert_eq!(backend("sqlite://a.db"), Some(Backend::Sqlite));
+        assert_eq!(backend("sqlite:a.db"), Some(Backend::Sqlite));
+        assert_eq!(backend("postgres://u@h/db"), Some(Backend::Postgres));
+        assert_eq!(backend("postgresql://u@h/db"), Some(Backend::Postgres));
+        let Err(DbError::BadUrl(message)) = Backend::of_url("mysql://u:pw@h/db") else {
+            panic!("mysql is not ours");
+        };
+        assert!(message.contains("expected sqlite://"), "{message}");
+        assert!(
+            !message.contains("pw@"),
+            "the password is redacted: {message}"
+        );
+    }
+
+    /// In-memory SQLite is refused in every spelling; a bare file name lands in the current
+    /// directory.
+    #[test]
+    fn sqlite_urls_must_name_a_file() {
+        for url in [
+            "sqlite://",
+            "sqlite::memory:",
+            "sqlite://file:x?mode=memory&cache=shared",
+        ] {
+            assert!(
+                matches!(sqlite_path(url), Err(DbError::BadUrl(_))),
+                "{url} must be refused"
+            );
+        }
+        let here = std::env::current_dir().unwrap().canonicalize().unwrap();
+        let path = sqlite_path("sqlite://leakproof-unit.db?mode=rwc").unwrap();
+        assert_eq!(path, here.join("leakproof-unit.db"));
+    }
+
+    #[test]
+    fn with_query_replaces_one_key_and_keeps_the_rest() {
+        let url = with_query(
+            "postgres://u@h/db?sslmode=disable&application_name=old",
+            "application_name",
+            "new",
+        )
+        .unwrap();
+        assert_eq!(
+            url,
+            "postgres://u@h/db?sslmode=disable&application_name=new"
+        );
+        assert!(matches!(
+            with_query("not a url", "k", "v"),
+            Err(DbError::BadUrl(_))
+        ));
+    }
+
+    #[test]
+    fn redact_hides_only_the_password() {
+        assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact("sqlite://a.db"), "sqlite://a.db");
+    }
+
     /// The settings the doc comments on `PoolConfig` promise, per backend.
     #[test]
     fn pool_defaults_are_the_documented_ones() {
