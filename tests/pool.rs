@@ -303,3 +303,20 @@ async fn the_writer_whose_turn_it_is_goes_first_sqlite() {
     env.db.quiesce(SHORT * 10).await.unwrap();
     env.finish().await;
 }
+
+// SQLite files are in WAL mode (readers never wait for the writer) and every pooled
+// connection runs with `synchronous = NORMAL`, as `Db::connect` says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_runs_in_wal_mode_with_normal_sync_sqlite() {
+    use leakproof::db::Row;
+    let env = common::Env::new(Backend::Sqlite).await.expect("sqlite env");
+    let mut session = env.db.session("test.pragmas").await.unwrap();
+    let mode = session.fetch_one(sql("PRAGMA journal_mode")).await.unwrap();
+    let mode: String = mode.try_get(0).unwrap();
+    assert_eq!(mode, "wal");
+    let sync = session.fetch_one(sql("PRAGMA synchronous")).await.unwrap();
+    let sync: i64 = sync.try_get(0).unwrap();
+    assert_eq!(sync, 1, "1 is NORMAL");
+    drop(session);
+    env.finish().await;
+}
