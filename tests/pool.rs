@@ -320,3 +320,27 @@ async fn sqlite_runs_in_wal_mode_with_normal_sync_sqlite() {
     drop(session);
     env.finish().await;
 }
+
+// A transaction ended by `rollback` (or `commit`) is clean: its connection is parked for the
+// next checkout like a session's, not sent through the drop's background rollback.
+both_backends!(an_ended_transaction_is_parked, |env| {
+    let a = env.db.session("test.a").await.unwrap();
+    for commit in [false, true] {
+        let tx = env.db.tx("test.ended").await.unwrap();
+        if commit {
+            tx.commit().await.unwrap();
+        } else {
+            tx.rollback().await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let views = env.db.views().await.unwrap();
+        assert_eq!(
+            views.pool.checked_out(),
+            2,
+            "commit {commit}: parked: {views}"
+        );
+        assert_eq!(views.server.in_transaction, 0, "{views}");
+    }
+    drop(a);
+    env.db.quiesce(SHORT * 10).await.unwrap();
+});

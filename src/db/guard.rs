@@ -64,7 +64,8 @@ pub struct Tx {
     pub(crate) in_flight: bool,
     /// A statement failed with an injected fault. (Read only by a seeded bug.)
     pub(crate) faulted: bool,
-    /// BEGIN, a statement, COMMIT or ROLLBACK failed: the connection is never parked.
+    /// BEGIN or a statement failed: the connection is never parked. (A failed COMMIT or
+    /// ROLLBACK leaves the guard open, and an open guard's drop never parks.)
     pub(crate) errored: bool,
     /// SQLite: this transaction's turn as the one writer; given back once it has ended.
     pub(crate) writer: Option<tokio::sync::OwnedSemaphorePermit>,
@@ -150,7 +151,7 @@ impl Tx {
         self.in_flight = true;
         let committed = sqlx::raw_sql("COMMIT").execute(self.raw()).await;
         self.in_flight = false;
-        self.errored |= committed.is_err();
+        // Failed: still open, so the drop rolls back (and never parks the connection).
         committed.map_err(|e| DbError::sqlx(holder, e))?;
         self.open = false;
         Ok(())
@@ -161,7 +162,6 @@ impl Tx {
         self.in_flight = true;
         let rolled_back = sqlx::raw_sql("ROLLBACK").execute(self.raw()).await;
         self.in_flight = false;
-        self.errored |= rolled_back.is_err();
         rolled_back.map_err(|e| DbError::sqlx(holder, e))?;
         self.open = false;
         Ok(())
