@@ -141,13 +141,6 @@ impl Claim {
         source
     }
 
-    /// The wait is over, whatever its outcome, and its receiver dropped: forget closed waiters.
-    pub(crate) fn waited(&mut self) {
-        let mut state = self.handoff.lock();
-        state.waiters.retain(|w| !w.is_closed());
-        state.check(self.handoff.capacity);
-    }
-
     /// Ends the claim. A clean connection goes to a waiter, else is parked if another claim is
     /// live; otherwise it, and if this was the last claim every parked one, goes back to sqlx.
     pub(crate) fn end(&mut self, conn: Option<Conn>, clean: bool) {

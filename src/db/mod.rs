@@ -272,22 +272,20 @@ impl Db {
             Source::Parked(conn) => return Ok(conn),
             Source::HandedOver(receiver) => receiver,
         };
-        let acquired = {
-            let handed_over = async {
-                match handed_over.await {
-                    Ok(conn) => conn,
-                    // Only a claim's end drops a waiter unanswered, and ours is live.
-                    Err(_) => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                biased;
-                conn = handed_over => Ok(conn),
-                pooled = self.acquire(holder) => pooled,
+        // A waiter that got a pooled connection leaves a closed entry, which the next hand-over
+        // or claim end drops.
+        let handed_over = async {
+            match handed_over.await {
+                Ok(conn) => conn,
+                // Only a claim's end drops a waiter unanswered, and ours is live.
+                Err(_) => std::future::pending().await,
             }
         };
-        claim.waited();
-        acquired
+        tokio::select! {
+            biased;
+            conn = handed_over => Ok(conn),
+            pooled = self.acquire(holder) => pooled,
+        }
     }
 
     /// sqlx's acquire is cancel-safe: a checkout abandoned at the patience limit leaves nothing.
