@@ -344,3 +344,24 @@ both_backends!(an_ended_transaction_is_parked, |env| {
     drop(a);
     env.db.quiesce(SHORT * 10).await.unwrap();
 });
+
+// A scratch SQLite file (the soak's, in `leakproof-data/`) is gone after `remove`, with its WAL
+// and shared-memory files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_scratch_file_leaves_nothing_sqlite() {
+    use leakproof::db::{Db, SETTLE_DEADLINE, scratch::Scratch};
+    let dir = tempfile::tempdir().unwrap();
+    let scratch = Scratch::sqlite_in(dir.path(), "unit").unwrap();
+    let db = Db::connect(&scratch.url).await.unwrap();
+    db.session("test.touch")
+        .await
+        .unwrap()
+        .fetch_one(sql("SELECT 1 AS one"))
+        .await
+        .unwrap();
+    db.close(SETTLE_DEADLINE).await.unwrap();
+    assert!(std::fs::read_dir(dir.path()).unwrap().count() > 0);
+    scratch.remove().await.unwrap();
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
+}

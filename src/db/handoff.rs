@@ -153,12 +153,9 @@ impl Claim {
             state.waiters.retain(|w| !w.is_closed());
             match conn {
                 Some(conn) if clean => {
+                    // Parked, unless a waiter takes it; the last claim's is sent back below.
                     if let Some(conn) = state.hand_over(conn) {
-                        if state.claims > 0 {
-                            state.parked.push(conn);
-                        } else {
-                            back_to_sqlx.push(conn);
-                        }
+                        state.parked.push(conn);
                     }
                 }
                 Some(conn) => back_to_sqlx.push(conn),

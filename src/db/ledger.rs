@@ -130,7 +130,15 @@ mod tests {
         let view = ledger.view();
         assert_eq!((view.open, view.peak), (2, 2));
         assert_eq!(view.holders[1].holder, "op.b");
+        std::thread::sleep(Duration::from_millis(2));
+        assert!(view.holders[0].held_for() >= Duration::from_millis(2));
         drop(a);
+        ledger.reset_peak();
+        assert_eq!(
+            ledger.view().peak,
+            1,
+            "the peak starts again from what is open"
+        );
         drop(b);
         let view = ledger.view();
         assert_eq!((view.open, view.opened_total, view.closed_total), (0, 2, 2));
