@@ -59,3 +59,15 @@ both_backends!(snapshot_and_restore_put_every_row_back, |env| {
     scratch::restore(&env.db).await.unwrap();
     assert_eq!(env.registry.versions("serde").await.unwrap().len(), 1);
 });
+
+// A migration that adds a table must add it to `scratch::reset` too, or harness cases would
+// inherit each other's rows.
+both_backends!(reset_knows_every_table, |env| {
+    use leakproof::db::scratch;
+    let tables = scratch::tables(&env.db).await.unwrap();
+    assert!(tables.contains(&"oauth_tokens".to_owned()), "{tables:?}");
+    assert_eq!(tables, scratch::reset_tables());
+    // Snapshot tables are the harness's, not the schema's.
+    scratch::snapshot(&env.db).await.unwrap();
+    assert_eq!(scratch::tables(&env.db).await.unwrap(), tables);
+});

@@ -169,9 +169,11 @@ pub async fn tables(db: &super::Db) -> Result<Vec<String>, DbError> {
         Backend::Sqlite => sql("SELECT name FROM sqlite_master WHERE type = 'table' \
              AND name NOT LIKE 'sqlite_%' AND name NOT LIKE 'snapshot_%' \
              AND name <> '_sqlx_migrations' ORDER BY name"),
-        Backend::Postgres => sql("SELECT table_name AS name FROM information_schema.tables \
+        Backend::Postgres => sql(
+            "SELECT table_name::text AS name FROM information_schema.tables \
              WHERE table_schema = current_schema() AND table_name NOT LIKE 'snapshot_%' \
-             AND table_name <> '_sqlx_migrations' ORDER BY table_name"),
+             AND table_name <> '_sqlx_migrations' ORDER BY table_name",
+        ),
     };
     let rows = session.fetch_all(query).await?;
     rows.iter().map(|row| get(row, "name")).collect()
