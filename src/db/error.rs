@@ -60,3 +60,21 @@ impl DbError {
         matches!(self, DbError::Sqlx { source: sqlx::Error::Database(e), .. } if e.is_unique_violation())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A broken socket, a crashed SQLite worker or a garbled protocol all mean the connection
+    /// is gone; a pool timeout or an injected fault do not.
+    #[test]
+    fn lost_connections_are_told_apart() {
+        let sqlx = |source| DbError::sqlx("test", source);
+        assert!(sqlx(sqlx::Error::Io(std::io::Error::other("reset"))).is_connection_lost());
+        assert!(sqlx(sqlx::Error::WorkerCrashed).is_connection_lost());
+        assert!(sqlx(sqlx::Error::Protocol("garbled".into())).is_connection_lost());
+        assert!(!sqlx(sqlx::Error::PoolTimedOut).is_connection_lost());
+        assert!(!DbError::Injected { holder: "test" }.is_connection_lost());
+        assert!(!sqlx(sqlx::Error::RowNotFound).is_unique_violation());
+    }
+}
