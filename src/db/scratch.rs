@@ -114,28 +114,22 @@ const TABLES: [&str; 9] = [
 /// Empties every table in one transaction and one round trip: a fresh database for the next
 /// harness case, for the price of a few deletes instead of a new file and its migrations.
 pub async fn reset(db: &super::Db) -> Result<(), DbError> {
-    let script: String = TABLES
-        .iter()
-        .map(|table| format!("DELETE FROM {table};\n"))
-        .collect();
-    let mut tx = db.tx("scratch.reset").await?;
-    tx.execute_script(script).await?;
-    tx.commit().await
+    run_script(db, "scratch.reset", delete_all()).await
 }
 
 /// Saves every table's rows beside it (`snapshot_<table>`), for [`restore`]: a harness that
 /// starts many cases from the same state sets it up once instead of once per case.
 pub async fn snapshot(db: &super::Db) -> Result<(), DbError> {
-    let mut script = String::new();
-    for table in TABLES {
-        script.push_str(&format!(
-            "DROP TABLE IF EXISTS {SNAPSHOT}{table}; \
-             CREATE TABLE {SNAPSHOT}{table} AS SELECT * FROM {table};\n"
-        ));
-    }
-    let mut tx = db.tx("scratch.snapshot").await?;
-    tx.execute_script(script).await?;
-    tx.commit().await
+    let script = TABLES
+        .iter()
+        .map(|table| {
+            format!(
+                "DROP TABLE IF EXISTS {SNAPSHOT}{table}; \
+                 CREATE TABLE {SNAPSHOT}{table} AS SELECT * FROM {table};\n"
+            )
+        })
+        .collect();
+    run_script(db, "scratch.snapshot", script).await
 }
 
 /// Puts every table back as [`snapshot`] saved it, in one transaction and one round trip.
@@ -145,16 +139,26 @@ pub async fn restore(db: &super::Db) -> Result<(), DbError> {
         super::Backend::Sqlite => "",
         super::Backend::Postgres => "OVERRIDING SYSTEM VALUE",
     };
-    let mut script: String = TABLES
-        .iter()
-        .map(|table| format!("DELETE FROM {table};\n"))
-        .collect();
+    let mut script = delete_all();
     for table in TABLES.iter().rev() {
         script.push_str(&format!(
             "INSERT INTO {table} {overriding} SELECT * FROM {SNAPSHOT}{table};\n"
         ));
     }
-    let mut tx = db.tx("scratch.restore").await?;
+    run_script(db, "scratch.restore", script).await
+}
+
+/// Deletes every row, children before parents.
+fn delete_all() -> String {
+    TABLES
+        .iter()
+        .map(|table| format!("DELETE FROM {table};\n"))
+        .collect()
+}
+
+/// `script` as one transaction, in one round trip.
+async fn run_script(db: &super::Db, holder: &'static str, script: String) -> Result<(), DbError> {
+    let mut tx = db.tx(holder).await?;
     tx.execute_script(script).await?;
     tx.commit().await
 }
