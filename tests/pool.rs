@@ -172,6 +172,28 @@ async fn after_a_kill_a_transaction_still_begins_postgres() {
     env.finish().await;
 }
 
+// A connection whose BEGIN failed is never parked, even while another operation runs (when a
+// clean one would be): the retry takes another connection, not the same dead one again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_whose_begin_failed_is_not_parked_postgres() {
+    let Some(env) = every_idle_connection_killed().await else {
+        return;
+    };
+    let beside = env.db.session("test.beside").await.unwrap();
+    let mut tx = env
+        .db
+        .tx("test.after_kill")
+        .await
+        .expect("BEGIN retried on another connection");
+    tx.execute(sql("UPDATE crates SET downloads = downloads"))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    drop(beside);
+    env.db.quiesce(SHORT * 10).await.unwrap();
+    env.finish().await;
+}
+
 // A BEGIN that fails for any reason but a lost connection is not retried: with SQLite's write
 // lock held by another process, a transaction fails with a storage error after one busy timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
