@@ -2,10 +2,17 @@
 //! harness arms a fault — "the n-th point from now fails" or "panics" — and the next op meets
 //! it wherever it stands: before its first statement, between two, or before its commit.
 //! Unarmed, a point costs one relaxed atomic load.
+//!
+//! Cuts are the harness's cancellations, made deterministic. Every await on the database (a
+//! checkout, `BEGIN`, a statement, `COMMIT`, `ROLLBACK`) is counted; the one a cut is armed for
+//! is started (polled once: a statement is sent) and then never finishes, and the harness drops
+//! the operation's future there. Dropping a future after so many polls instead would cut it at
+//! a point that moves with the machine's timing (whether an answer is there at the next poll),
+//! and a failure found that way could not be shrunk: each re-run would cut somewhere else.
 
 use super::DbError;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum FaultKind {
@@ -42,10 +49,29 @@ impl std::fmt::Display for Point {
 /// The message every injected panic starts with, so a panic hook can keep them quiet.
 pub const INJECTED_PANIC: &str = "leakproof: injected panic";
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Faults {
     armed: AtomicBool,
     state: Mutex<Armed>,
+    /// Awaits on the database started so far.
+    awaits: AtomicU64,
+    /// The count of the await to cut ([`NO_CUT`]: none).
+    cut_at: AtomicU64,
+    cut_reached: AtomicBool,
+}
+
+const NO_CUT: u64 = u64::MAX;
+
+impl Default for Faults {
+    fn default() -> Self {
+        Self {
+            armed: AtomicBool::new(false),
+            state: Mutex::default(),
+            awaits: AtomicU64::new(0),
+            cut_at: AtomicU64::new(NO_CUT),
+            cut_reached: AtomicBool::new(false),
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -104,4 +130,49 @@ impl Faults {
             FaultKind::Panic => panic!("{INJECTED_PANIC} in {holder} before {what}"),
         }
     }
+}
+
+impl Faults {
+    /// Arms a cut at the `at`-th await on the database from now (0: the very next one).
+    pub(crate) fn arm_cut(&self, at: u32) {
+        self.cut_reached.store(false, Ordering::Relaxed);
+        let at = self.awaits.load(Ordering::Relaxed) + u64::from(at);
+        self.cut_at.store(at, Ordering::Release);
+    }
+
+    /// Disarms the cut; true if an await reached it.
+    pub(crate) fn disarm_cut(&self) -> bool {
+        self.cut_at.store(NO_CUT, Ordering::Release);
+        self.cut_reached.swap(false, Ordering::AcqRel)
+    }
+
+    pub(crate) fn cut_reached(&self) -> bool {
+        self.cut_reached.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn awaits_started(&self) -> u64 {
+        self.awaits.load(Ordering::Relaxed)
+    }
+
+    /// Counts an await on the database; true if it is the armed cut.
+    pub(crate) fn cut_here(&self) -> bool {
+        let n = self.awaits.fetch_add(1, Ordering::Relaxed);
+        if n != self.cut_at.load(Ordering::Acquire) {
+            return false;
+        }
+        self.cut_at.store(NO_CUT, Ordering::Relaxed);
+        self.cut_reached.store(true, Ordering::Release);
+        true
+    }
+}
+
+/// Awaits `io`; if it is the cut, starts it (one poll) and then never finishes.
+pub(crate) async fn unless_cut<F: Future>(cut: bool, io: F) -> F::Output {
+    if !cut {
+        return io.await;
+    }
+    let mut io = std::pin::pin!(io);
+    // Whatever the first poll gave (a connection, an answer) is dropped at once.
+    drop(futures::poll!(io.as_mut()));
+    std::future::pending().await
 }

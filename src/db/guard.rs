@@ -6,7 +6,7 @@
 //! cancelled future between two statements can never leave half a write behind.
 
 use super::DbError;
-use super::fault::{Faults, Point};
+use super::fault::{Faults, Point, unless_cut};
 use super::handoff::Claim;
 use super::ledger::Ticket;
 use sqlx::AnyConnection;
@@ -121,7 +121,8 @@ impl Tx {
         self.open = true;
         let holder = self.holder;
         self.in_flight = true;
-        let begun = sqlx::raw_sql(statement).execute(self.raw()).await;
+        let cut = self.faults.cut_here();
+        let begun = unless_cut(cut, sqlx::raw_sql(statement).execute(self.raw())).await;
         self.in_flight = false;
         if let Err(e) = begun {
             // An answered error: no transaction was started.
@@ -135,11 +136,10 @@ impl Tx {
     /// Runs several `;`-separated statements built by the crate itself (never from input) in
     /// one round trip. For scratch databases only: it takes no binds.
     pub(crate) async fn execute_script(&mut self, script: String) -> Result<(), DbError> {
-        self.before_statement()?;
+        let cut = self.before_statement()?;
         let holder = self.holder;
-        let done = sqlx::raw_sql(sqlx::AssertSqlSafe(script))
-            .execute(self.raw())
-            .await;
+        let script = sqlx::raw_sql(sqlx::AssertSqlSafe(script)).execute(self.raw());
+        let done = unless_cut(cut, script).await;
         self.mark(false, false);
         done.map_err(|e| self.noticed(DbError::sqlx(holder, e)))?;
         Ok(())
@@ -149,7 +149,8 @@ impl Tx {
         let holder = self.holder;
         self.faults.point(holder, Point::Commit)?;
         self.in_flight = true;
-        let committed = sqlx::raw_sql("COMMIT").execute(self.raw()).await;
+        let cut = self.faults.cut_here();
+        let committed = unless_cut(cut, sqlx::raw_sql("COMMIT").execute(self.raw())).await;
         self.in_flight = false;
         // Failed: still open, so the drop rolls back (and never parks the connection).
         committed.map_err(|e| DbError::sqlx(holder, e))?;
@@ -160,7 +161,8 @@ impl Tx {
     pub async fn rollback(mut self) -> Result<(), DbError> {
         let holder = self.holder;
         self.in_flight = true;
-        let rolled_back = sqlx::raw_sql("ROLLBACK").execute(self.raw()).await;
+        let cut = self.faults.cut_here();
+        let rolled_back = unless_cut(cut, sqlx::raw_sql("ROLLBACK").execute(self.raw())).await;
         self.in_flight = false;
         rolled_back.map_err(|e| DbError::sqlx(holder, e))?;
         self.open = false;
@@ -244,21 +246,22 @@ macro_rules! statement_methods {
                 self.in_flight = in_flight && !faulted;
             }
 
-            /// The fault point every statement passes.
-            fn before_statement(&mut self) -> Result<(), DbError> {
+            /// The fault point every statement passes; true if the statement is the cut.
+            fn before_statement(&mut self) -> Result<bool, DbError> {
                 self.statements += 1;
                 let passed = self
                     .faults
                     .point(self.holder, Point::Statement(self.statements));
                 self.mark(passed.is_err(), true);
-                passed
+                passed?;
+                Ok(self.faults.cut_here())
             }
 
             /// Runs a statement; returns the number of rows it changed.
             pub async fn execute(&mut self, statement: Statement<'_>) -> Result<u64, DbError> {
-                self.before_statement()?;
+                let cut = self.before_statement()?;
                 let holder = self.holder;
-                let done = self.connection().execute(statement).await;
+                let done = unless_cut(cut, self.connection().execute(statement)).await;
                 self.mark(false, false);
                 let done = done.map_err(|e| self.noticed(DbError::sqlx(holder, e)))?;
                 Ok(done.rows_affected())
@@ -268,17 +271,17 @@ macro_rules! statement_methods {
                 &mut self,
                 statement: Statement<'_>,
             ) -> Result<Option<AnyRow>, DbError> {
-                self.before_statement()?;
+                let cut = self.before_statement()?;
                 let holder = self.holder;
-                let result = self.connection().fetch_optional(statement).await;
+                let result = unless_cut(cut, self.connection().fetch_optional(statement)).await;
                 self.mark(false, false);
                 result.map_err(|e| self.noticed(DbError::sqlx(holder, e)))
             }
 
             pub async fn fetch_one(&mut self, statement: Statement<'_>) -> Result<AnyRow, DbError> {
-                self.before_statement()?;
+                let cut = self.before_statement()?;
                 let holder = self.holder;
-                let result = self.connection().fetch_one(statement).await;
+                let result = unless_cut(cut, self.connection().fetch_one(statement)).await;
                 self.mark(false, false);
                 result.map_err(|e| self.noticed(DbError::sqlx(holder, e)))
             }
@@ -287,9 +290,9 @@ macro_rules! statement_methods {
                 &mut self,
                 statement: Statement<'_>,
             ) -> Result<Vec<AnyRow>, DbError> {
-                self.before_statement()?;
+                let cut = self.before_statement()?;
                 let holder = self.holder;
-                let result = self.connection().fetch_all(statement).await;
+                let result = unless_cut(cut, self.connection().fetch_all(statement)).await;
                 self.mark(false, false);
                 result.map_err(|e| self.noticed(DbError::sqlx(holder, e)))
             }

@@ -248,6 +248,15 @@ impl Db {
         holder: &'static str,
         turn: Turn,
     ) -> Result<(PoolConnection<Any>, Claim), DbError> {
+        let cut = self.shared.faults.cut_here();
+        fault::unless_cut(cut, self.checkout_live(holder, turn)).await
+    }
+
+    async fn checkout_live(
+        &self,
+        holder: &'static str,
+        turn: Turn,
+    ) -> Result<(PoolConnection<Any>, Claim), DbError> {
         let mut claim = self.shared.handoff.claim();
         let attempts = self.shared.pool.options().get_max_connections() + 1;
         for _ in 1..attempts {
@@ -393,6 +402,28 @@ impl Db {
     /// Disarms; returns where the fault fired, if it did.
     pub fn disarm_fault(&self) -> Option<String> {
         self.shared.faults.disarm()
+    }
+
+    /// Cuts the `at`-th await on the database from now: it starts and never finishes, for
+    /// the caller to drop the operation there (fault.rs: a cancellation that does not move).
+    pub fn arm_cut(&self, at: u32) {
+        self.shared.faults.arm_cut(at);
+    }
+
+    /// Disarms the cut; true if an await reached it.
+    pub fn disarm_cut(&self) -> bool {
+        self.shared.faults.disarm_cut()
+    }
+
+    /// An await reached the armed cut: the operation now waits forever, for its caller to drop.
+    pub fn cut_reached(&self) -> bool {
+        self.shared.faults.cut_reached()
+    }
+
+    /// How many awaits on the database (checkouts, BEGIN, statements, COMMIT, ROLLBACK) the
+    /// guards of this `Db` have started.
+    pub fn awaits_started(&self) -> u64 {
+        self.shared.faults.awaits_started()
     }
 
     /// Terminates every server backend of this pool (PostgreSQL), as an operator or a failover

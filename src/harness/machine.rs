@@ -128,21 +128,23 @@ pub enum MachineError {
     Runner(String),
 }
 
+/// How long proptest's own shrinking may take before the deletion pass goes on from where it
+/// stands. A failing run of a leak takes the whole quiescence deadline (seconds), and proptest
+/// removes one step per failing run: a 50-step case would take minutes.
+const PROPTEST_SHRINK_MILLIS: u32 = 15_000;
+
 /// The most re-runs the deletion pass may spend after proptest's shrinking.
 const DELETION_BUDGET: usize = 400;
 
-/// Runs per candidate when the sequence holds a race (a batch, a cancellation, a timeout, a
-/// kill mid-operation): the interleaving that failed may not come back on the first try.
+/// Runs per candidate when the sequence holds a race (a batch, a timeout, a kill
+/// mid-operation): the interleaving that failed may not come back on the first try.
 const RACE_ATTEMPTS: usize = 3;
 
 fn has_race(steps: &[Step]) -> bool {
     steps.iter().any(|step| {
         matches!(
             step,
-            Step::Batch(_)
-                | Step::Cancelled { .. }
-                | Step::TimedOut { .. }
-                | Step::KillDuring { .. }
+            Step::Batch(_) | Step::TimedOut { .. } | Step::KillDuring { .. }
         )
     })
 }
@@ -152,6 +154,19 @@ fn has_race(steps: &[Step]) -> bool {
 pub struct CaseFailure {
     pub ran: usize,
     pub message: String,
+    /// The case's steps as they ran, timeouts pinned (`Runner::as_run`); empty if none ran.
+    pub as_run: Vec<Step>,
+}
+
+impl CaseFailure {
+    /// The steps to go on shrinking from: as they ran if known, else those given.
+    fn replay(&self, given: Vec<Step>) -> Vec<Step> {
+        if self.as_run.is_empty() {
+            given
+        } else {
+            self.as_run.clone()
+        }
+    }
 }
 
 impl fmt::Display for CaseFailure {
@@ -162,40 +177,76 @@ impl fmt::Display for CaseFailure {
 
 /// proptest deletes each step once, before it simplifies the rest; a step that becomes
 /// removable only later stays. This pass drops the steps after the failing one (they never
-/// ran), then removes single steps while the failure persists, from the last step back, and
-/// repeats until no single removal keeps it failing (1-minimal) or its budget is spent.
+/// ran), then removes runs of steps, halving their length (a failing run costs seconds when
+/// the failure is a leak, so a long sequence is cut in a few of them, not one per step), then
+/// single steps from the last back, repeating until no single removal keeps it failing
+/// (1-minimal) or its budget is spent.
 pub fn delete_greedily(
-    mut steps: Vec<Step>,
-    mut reason: CaseFailure,
+    steps: Vec<Step>,
+    reason: CaseFailure,
     case: &impl Fn(&[Step]) -> Result<(), CaseFailure>,
 ) -> (Vec<Step>, String) {
-    let mut runs = 0;
-    steps.truncate(reason.ran.max(1));
-    loop {
-        let before = steps.len();
-        let mut i = steps.len();
-        while i > 0 && runs < DELETION_BUDGET {
-            i -= 1;
-            let mut candidate = steps.clone();
-            candidate.remove(i);
-            let attempts = if has_race(&candidate) {
-                RACE_ATTEMPTS
-            } else {
-                1
-            };
-            for _ in 0..attempts {
-                runs += 1;
-                if let Err(why) = case(&candidate) {
-                    steps = candidate;
-                    steps.truncate(why.ran.max(1));
-                    reason = why;
-                    break;
-                }
+    let mut shrinking = Deletion {
+        steps: reason.replay(steps),
+        reason,
+        runs: 0,
+    };
+    shrinking.steps.truncate(shrinking.reason.ran.max(1));
+    let mut run = shrinking.steps.len() / 2;
+    while run >= 2 {
+        // The last step (the failing one) stays.
+        let mut start = 0;
+        while start + run < shrinking.steps.len() && shrinking.runs < DELETION_BUDGET {
+            if !shrinking.remove(start..start + run, case) {
+                start += run;
             }
         }
-        if steps.len() == before || runs >= DELETION_BUDGET {
-            return (steps, reason.message);
+        run /= 2;
+    }
+    loop {
+        let before = shrinking.steps.len();
+        let mut i = shrinking.steps.len();
+        while i > 0 && shrinking.runs < DELETION_BUDGET {
+            i -= 1;
+            shrinking.remove(i..i + 1, case);
         }
+        if shrinking.steps.len() == before || shrinking.runs >= DELETION_BUDGET {
+            return (shrinking.steps, shrinking.reason.message);
+        }
+    }
+}
+
+/// The deletion pass's failing sequence so far.
+struct Deletion {
+    steps: Vec<Step>,
+    reason: CaseFailure,
+    runs: usize,
+}
+
+impl Deletion {
+    /// Tries the sequence without `range`; keeps it if it still fails.
+    fn remove(
+        &mut self,
+        range: std::ops::Range<usize>,
+        case: &impl Fn(&[Step]) -> Result<(), CaseFailure>,
+    ) -> bool {
+        let mut candidate = self.steps.clone();
+        candidate.drain(range);
+        let attempts = if has_race(&candidate) {
+            RACE_ATTEMPTS
+        } else {
+            1
+        };
+        for _ in 0..attempts {
+            self.runs += 1;
+            if let Err(why) = case(&candidate) {
+                self.steps = why.replay(candidate);
+                self.steps.truncate(why.ran.max(1));
+                self.reason = why;
+                return true;
+            }
+        }
+        false
     }
 }
 
@@ -345,6 +396,7 @@ impl Lab {
             step: 0,
             violation: Violation::Storage(e.to_string()),
             transcript: Vec::new(),
+            as_run: Vec::new(),
         };
         self.rt.block_on(async {
             let current = self.place.borrow_mut().take();
@@ -353,6 +405,7 @@ impl Lab {
                 None => Place::new(&self.target).await.map_err(|e| CaseFailure {
                     ran: 0,
                     message: e.to_string(),
+                    as_run: Vec::new(),
                 })?,
             };
             current.db.ledger().reset_peak();
@@ -398,6 +451,11 @@ impl Lab {
                     Err(CaseFailure {
                         ran: failure.step,
                         message: failure.to_string(),
+                        as_run: failure
+                            .as_run
+                            .get(setup.len()..)
+                            .unwrap_or_default()
+                            .to_vec(),
                     })
                 }
             }
@@ -436,6 +494,7 @@ fn explore(lab: &Lab, budget: &Budget) -> Result<(Duration, ()), MachineError> {
     let config = Config {
         cases: budget.cases,
         max_shrink_iters: 4096,
+        max_shrink_time: PROPTEST_SHRINK_MILLIS,
         rng_seed: RngSeed::Fixed(budget.seed),
         failure_persistence: budget
             .regressions
@@ -466,6 +525,7 @@ fn explore(lab: &Lab, budget: &Budget) -> Result<(Duration, ()), MachineError> {
             let reason = last_failure.take().unwrap_or_else(|| CaseFailure {
                 ran: steps.len(),
                 message: reason.message().to_owned(),
+                as_run: Vec::new(),
             });
             let (steps, reason) = delete_greedily(steps, reason, &case);
             let (found_after, steps_before) = first_failure.get().unwrap_or_default();

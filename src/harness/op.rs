@@ -189,10 +189,13 @@ pub enum Step {
         op: Op,
         fault: crate::db::fault::Fault,
     },
-    /// The op's future is polled `polls + 1` times, then dropped if not done.
+    /// The op's future is dropped at its `at`-th await on the database (0: the first; a
+    /// checkout, `BEGIN`, a statement, `COMMIT`), once that await has started; if it has fewer,
+    /// it runs to the end. (db/fault.rs: the same point on every run.)
     Cancelled {
         op: Op,
-        polls: u8,
+        #[serde(alias = "polls")]
+        at: u8,
     },
     /// The op runs under a timeout of `micros`.
     TimedOut {
@@ -282,7 +285,7 @@ impl<'a> Arbitrary<'a> for Step {
             },
             209..=225 => Step::Cancelled {
                 op: Op::arbitrary(u)?,
-                polls: u.int_in_range(0..=11)?,
+                at: u.int_in_range(0..=11)?,
             },
             226..=233 => Step::TimedOut {
                 op: Op::arbitrary(u)?,
@@ -338,8 +341,12 @@ impl fmt::Display for Step {
             Step::Faulted { op, fault } => {
                 write!(f, "{op} [{:?} at fault point {}]", fault.kind, fault.at)
             }
-            Step::Cancelled { op, polls } => {
-                write!(f, "{op} [cancelled after {} polls]", u32::from(*polls) + 1)
+            Step::Cancelled { op, at } => {
+                write!(
+                    f,
+                    "{op} [cancelled at database await {}]",
+                    u32::from(*at) + 1
+                )
             }
             Step::TimedOut { op, micros } => write!(f, "{op} [timeout {micros}µs]"),
             Step::Starved { op } => write!(f, "{op} [pool exhausted]"),

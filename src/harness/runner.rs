@@ -92,6 +92,8 @@ pub struct Failure {
     pub step: usize,
     pub violation: Violation,
     pub transcript: Vec<String>,
+    /// The steps as they ran, each replayable as it was ([`Runner::as_run`]).
+    pub as_run: Vec<Step>,
 }
 
 impl fmt::Display for Failure {
@@ -171,6 +173,11 @@ pub struct Runner {
     issued_code: Option<Ix>,
     settle: Duration,
     transcript: Vec<String>,
+    /// Every step so far as it can be replayed: a timeout that fired becomes the cut of the
+    /// await it stopped (`pin_timeout`), so shrinking does not have to win the race again.
+    as_run: Vec<Step>,
+    /// This step's pinned form, if it has one.
+    pinned: Option<Step>,
     pub coverage: Coverage,
 }
 
@@ -197,13 +204,13 @@ fn quiet_injected_panics() {
     });
 }
 
-/// Polls a future at most `polls` times; drops it (cancelling it) if it is still pending.
-struct PollLimit<F> {
+/// Runs a future until it reaches the database's armed cut, then drops it (cancelling it).
+struct UntilCut<'a, F> {
     inner: std::pin::Pin<Box<F>>,
-    left: u32,
+    db: &'a Db,
 }
 
-impl<F: Future> Future for PollLimit<F> {
+impl<F: Future> Future for UntilCut<'_, F> {
     type Output = Option<F::Output>;
 
     fn poll(
@@ -212,13 +219,18 @@ impl<F: Future> Future for PollLimit<F> {
     ) -> std::task::Poll<Self::Output> {
         match self.inner.as_mut().poll(cx) {
             std::task::Poll::Ready(v) => std::task::Poll::Ready(Some(v)),
-            std::task::Poll::Pending if self.left == 0 => std::task::Poll::Ready(None),
-            std::task::Poll::Pending => {
-                self.left -= 1;
-                std::task::Poll::Pending
-            }
+            std::task::Poll::Pending if self.db.cut_reached() => std::task::Poll::Ready(None),
+            std::task::Poll::Pending => std::task::Poll::Pending,
         }
     }
+}
+
+/// A timeout that fired once its op had started `awaits` awaits on the database, as the cut of
+/// the last of them: the same point, without the race against the clock. None if there was no
+/// await to cut, or more than a step can name.
+fn pin_timeout(op: Op, awaits: u64) -> Option<Step> {
+    let at = u8::try_from(awaits.checked_sub(1)?).ok()?;
+    Some(Step::Cancelled { op, at })
 }
 
 /// What the system's side of one call came to.
@@ -248,6 +260,8 @@ impl Runner {
             issued_code: None,
             settle: QUIESCE_DEADLINE,
             transcript: Vec::new(),
+            as_run: Vec::new(),
+            pinned: None,
             coverage: Coverage::default(),
         }
     }
@@ -275,6 +289,8 @@ impl Runner {
             issued_code: self.issued_code,
             settle: self.settle,
             transcript: self.transcript.clone(),
+            as_run: self.as_run.clone(),
+            pinned: None,
             coverage: Coverage::default(),
         }
     }
@@ -288,6 +304,12 @@ impl Runner {
     /// One line per step so far: the step and what the system answered.
     pub fn transcript(&self) -> &[String] {
         &self.transcript
+    }
+
+    /// Every step so far as it can be replayed: a timeout that fired is the cut of the await
+    /// it stopped.
+    pub fn as_run(&self) -> &[Step] {
+        &self.as_run
     }
 
     /// Runs a whole sequence; stops at the first violation.
@@ -314,6 +336,7 @@ impl Runner {
             step,
             violation,
             transcript: self.transcript.clone(),
+            as_run: self.as_run.clone(),
         }
     }
 
@@ -351,6 +374,8 @@ impl Runner {
             faulted => self.faulted(faulted).await,
         };
         self.transcript.push(format!("{n:>3}. {step} -> {shown}"));
+        let as_run = self.pinned.take().unwrap_or_else(|| step.clone());
+        self.as_run.push(as_run);
         self.coverage.steps += 1;
         result.map_err(|v| self.fail(n, v))?;
         self.quiet().await.map_err(|v| self.fail(n, v))
@@ -490,25 +515,32 @@ impl Runner {
                 };
                 (ran, Allowed::BeforeOnly)
             }
-            Step::Cancelled { polls, .. } => {
-                let limited = PollLimit {
+            Step::Cancelled { at, .. } => {
+                self.db.arm_cut(u32::from(at));
+                let cut = UntilCut {
                     inner: Box::pin(run),
-                    left: u32::from(polls),
+                    db: &self.db,
                 };
-                let ran = match limited.await {
+                let ran = match cut.await {
                     Some(Ok((answer, secrets))) => Ran::Answered(answer, secrets),
                     Some(Err(_)) => Ran::Lost("panicked"),
                     None => Ran::Lost("cancelled"),
                 };
+                self.db.disarm_cut();
                 (ran, Allowed::BeforeOrAfter)
             }
-            Step::TimedOut { micros, .. } => {
+            Step::TimedOut { op, micros } => {
+                let awaits = self.db.awaits_started();
                 let ran = match tokio::time::timeout(Duration::from_micros(u64::from(micros)), run)
                     .await
                 {
                     Ok(Ok((answer, secrets))) => Ran::Answered(answer, secrets),
                     Ok(Err(_)) => Ran::Lost("panicked"),
-                    Err(_) => Ran::Lost("timed out"),
+                    Err(_) => {
+                        let started = self.db.awaits_started() - awaits;
+                        self.pinned = pin_timeout(op, started);
+                        Ran::Lost("timed out")
+                    }
                 };
                 (ran, Allowed::BeforeOrAfter)
             }
@@ -1076,4 +1108,18 @@ fn state_difference(before: &State, after: &State, system: &State) -> String {
     part!(tokens);
     part!(crates);
     "each table matches before or after, but not all the same one".to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_timeout_is_pinned_to_the_await_it_stopped() {
+        let op = Op::CreateUser { login: 0 };
+        assert_eq!(pin_timeout(op, 0), None, "no await started: none to cut");
+        assert_eq!(pin_timeout(op, 1), Some(Step::Cancelled { op, at: 0 }));
+        assert_eq!(pin_timeout(op, 256), Some(Step::Cancelled { op, at: 255 }));
+        assert_eq!(pin_timeout(op, 257), None, "past what a step can name");
+    }
 }

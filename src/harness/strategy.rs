@@ -217,7 +217,7 @@ fn step(mix: Mix) -> impl Strategy<Value = Step> {
     prop_oneof![
         plain * 19 => op().prop_map(Step::Op),
         part(4) => (op(), fault()).prop_map(|(op, fault)| Step::Faulted { op, fault }),
-        part(4) => (op(), 0u8..12).prop_map(|(op, polls)| Step::Cancelled { op, polls }),
+        part(4) => (op(), 0u8..12).prop_map(|(op, at)| Step::Cancelled { op, at }),
         part(2) => (op(), 1u16..400).prop_map(|(op, micros)| Step::TimedOut { op, micros }),
         part(1) => op().prop_map(|op| Step::Starved { op }),
         part(1) => Just(Step::Kill),
