@@ -114,6 +114,34 @@ both_backends!(writers_queue_on_sqlite_only, |env| {
     env.db.quiesce(SHORT * 10).await.unwrap();
 });
 
+// Under load the pool grows to its size. A checkout that waits also waits on sqlx's pool, which
+// opens a connection for it; when a hand-over comes first, that connect is finished and the
+// connection kept, not thrown away half-open (which, with hand-overs every few hundred
+// microseconds and a connect taking milliseconds, kept the pool at two or three connections).
+both_backends!(under_load_the_pool_grows_to_its_size, |env| {
+    let size = env.db.max_connections();
+    let tasks: Vec<_> = (0..size)
+        .map(|_| {
+            let db = env.db.clone();
+            tokio::spawn(async move {
+                for _ in 0..25 {
+                    let mut session = db.session("test.load").await.unwrap();
+                    session.fetch_one(sql("SELECT 1 AS one")).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let started = Instant::now();
+    while env.db.pool_view().size < size && started.elapsed() < Duration::from_secs(2) {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(env.db.pool_view().size, size, "{:?}", env.db.pool_view());
+    env.db.quiesce(SHORT * 10).await.unwrap();
+});
+
 /// PostgreSQL with every pooled connection idle, then killed by the server (as a failover
 /// would): the pool still holds all of them, dead.
 async fn every_idle_connection_killed() -> Option<common::Env> {
