@@ -158,6 +158,40 @@ async fn every_idle_connection_killed() -> Option<common::Env> {
     Some(env)
 }
 
+// With `test_before_acquire` on, every checkout that does not get a just-used (parked or
+// handed-over) connection takes sqlx's tested path, never its untested idle queue: after the
+// server killed every idle connection, the first statement already runs on a live one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_test_before_acquire_no_checkout_gets_an_untested_idle_connection_postgres() {
+    let Some(env) = every_idle_connection_killed().await else {
+        return;
+    };
+    let tested = leakproof::db::PoolConfig {
+        test_before_acquire: true,
+        ..leakproof::db::PoolConfig::for_backend(Backend::Postgres)
+    };
+    let db = leakproof::db::Db::connect_with(env.db_url(), tested)
+        .await
+        .unwrap();
+    let size = db.max_connections();
+    let held: Vec<_> = futures::future::join_all((0..size).map(|_| db.session("test.fill")))
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    drop(held);
+    db.quiesce(SHORT * 10).await.unwrap();
+    assert_eq!(db.kill_connections().await.unwrap(), size);
+    let mut session = db.session("test.tested").await.unwrap();
+    session
+        .fetch_one(sql("SELECT 1 AS one"))
+        .await
+        .expect("sqlx tested the connection before handing it out");
+    drop(session);
+    db.close(SHORT * 10).await.unwrap();
+    env.finish().await;
+}
+
 // After a kill, at most one operation meets a dead connection: it reports the loss, and every
 // checkout after it tests its connection first, skipping all the dead ones (size + 1 tries).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

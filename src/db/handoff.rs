@@ -110,8 +110,9 @@ pub(crate) enum Turn {
 
 /// Where a checkout's connection comes from.
 pub(crate) enum Source {
-    Parked(Conn),
-    /// None parked: wait for a guard's hand-over (or on sqlx's pool, whichever is first).
+    /// A parked one, or one idle in sqlx's pool: no wait.
+    Ready(Conn),
+    /// None ready: wait for a guard's hand-over (or on sqlx's pool, whichever is first).
     HandedOver(oneshot::Receiver<Conn>),
 }
 
@@ -124,10 +125,13 @@ pub(crate) struct Claim {
 }
 
 impl Claim {
-    pub(crate) fn source(&mut self, turn: Turn) -> Source {
+    /// A parked connection, else one `idle` gives (sqlx's idle queue, taken without waiting,
+    /// which sqlx grants only when none of its own waiters is queued), else a place among the
+    /// waiters. One lock: nothing can be parked between the look and the wait.
+    pub(crate) fn source(&mut self, turn: Turn, idle: impl FnOnce() -> Option<Conn>) -> Source {
         let mut state = self.handoff.lock();
-        let source = match state.parked.pop() {
-            Some(conn) => Source::Parked(conn),
+        let source = match state.parked.pop().or_else(idle) {
+            Some(conn) => Source::Ready(conn),
             None => {
                 let (sender, receiver) = oneshot::channel();
                 match turn {

@@ -280,8 +280,15 @@ impl Db {
         turn: Turn,
         claim: &mut Claim,
     ) -> Result<PoolConnection<Any>, DbError> {
-        let handed_over = match claim.source(turn) {
-            Source::Parked(conn) => return Ok(conn),
+        // sqlx tests an idle connection before use only in its `acquire`: with that option on,
+        // every checkout that does not get a parked one goes there.
+        let pool = &self.shared.pool;
+        let idle = || match pool.options().get_test_before_acquire() {
+            false => pool.try_acquire(),
+            true => None,
+        };
+        let handed_over = match claim.source(turn, idle) {
+            Source::Ready(conn) => return Ok(conn),
             Source::HandedOver(receiver) => receiver,
         };
         // A waiter that got a pooled connection leaves a closed entry, which the next hand-over
