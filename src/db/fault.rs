@@ -176,3 +176,25 @@ pub(crate) async fn unless_cut<F: Future>(cut: bool, io: F) -> F::Output {
     drop(futures::poll!(io.as_mut()));
     std::future::pending().await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cut_falls_on_the_armed_await_once_and_disarm_says_whether_it_did() {
+        let faults = Faults::default();
+        assert!(!faults.cut_here(), "no cut armed");
+        faults.arm_cut(2);
+        let awaits: Vec<bool> = (0..5).map(|_| faults.cut_here()).collect();
+        assert_eq!(awaits, [false, false, true, false, false]);
+        assert!(faults.cut_reached());
+        assert_eq!(faults.awaits_started(), 6);
+        assert!(faults.disarm_cut(), "reached");
+        assert!(!faults.cut_reached(), "disarming clears it");
+        faults.arm_cut(3);
+        assert!(!faults.cut_here());
+        assert!(!faults.disarm_cut(), "not reached");
+        assert!((0..5).all(|_| !faults.cut_here()), "disarmed: no cut");
+    }
+}
