@@ -74,6 +74,13 @@ async fn a_cancellation_cuts_the_same_await_on_every_run() {
         }
     }
     assert!(cut >= 3, "the op was cut at only {cut} of its awaits");
+    // Past its last await the op is never cut: it answers.
+    let (_, uncut) = run_fresh(&[Step::Cancelled {
+        op: REGISTER,
+        at: 40,
+    }])
+    .await;
+    assert!(uncut[0].ends_with("-> ok"), "{uncut:?}");
 }
 
 // A timeout is a race against the clock; once one fires, the runner keeps it as the cut of the
