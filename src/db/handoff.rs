@@ -38,8 +38,6 @@ struct State {
     parked: Vec<Conn>,
     /// Live claims: guards holding a connection and checkouts getting one.
     claims: usize,
-    /// Claims holding their connection: with `parked`, every connection in our hands.
-    holding: usize,
     /// Checkouts waiting, oldest first; each also waits on sqlx's pool. An entry whose
     /// checkout is gone (it got a pooled connection, or was cancelled) is closed.
     waiters: VecDeque<oneshot::Sender<Conn>>,
@@ -53,10 +51,6 @@ impl State {
         );
         let waiting = self.waiters.iter().filter(|w| !w.is_closed()).count();
         assert!(waiting <= self.claims, "a waiter without a claim");
-        assert!(
-            self.holding <= self.claims,
-            "a connection held without a claim"
-        );
         assert!(
             self.claims > 0 || self.parked.is_empty(),
             "parked with no claim live"
@@ -93,15 +87,7 @@ impl Handoff {
         Claim {
             handoff: Arc::clone(self),
             live: true,
-            holding: false,
         }
-    }
-
-    /// Connections in our hands: held by a guard, or parked. What else sqlx counts is idle in
-    /// its queue, on its way back to it, or being opened.
-    pub(crate) fn in_hand(&self) -> usize {
-        let state = self.lock();
-        state.holding + state.parked.len()
     }
 
     /// The state is only ever changed in a few lines that cannot panic, so a poisoned lock
@@ -136,8 +122,6 @@ pub(crate) enum Source {
 pub(crate) struct Claim {
     handoff: Arc<Handoff>,
     live: bool,
-    /// The checkout got its connection; it is the guard's until the claim ends.
-    holding: bool,
 }
 
 impl Claim {
@@ -161,14 +145,6 @@ impl Claim {
         source
     }
 
-    /// The checkout got its connection (from anywhere): count it in hand.
-    pub(crate) fn hold(&mut self) {
-        if !self.holding {
-            self.holding = true;
-            self.handoff.lock().holding += 1;
-        }
-    }
-
     /// Ends the claim. A clean connection goes to a waiter, else is parked if another claim is
     /// live; otherwise it, and if this was the last claim every parked one, goes back to sqlx.
     pub(crate) fn end(&mut self, conn: Option<Conn>, clean: bool) {
@@ -178,7 +154,6 @@ impl Claim {
         {
             let mut state = self.handoff.lock();
             state.claims -= 1;
-            state.holding -= usize::from(self.holding);
             state.waiters.retain(|w| !w.is_closed());
             match conn {
                 Some(conn) if clean => {
@@ -205,33 +180,5 @@ impl Drop for Claim {
         if self.live {
             self.end(None, false);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_connection_is_in_hand_from_the_checkout_that_got_it_to_the_end_of_its_claim() {
-        let handoff = Arc::new(Handoff::new(4));
-        let mut claim = handoff.claim();
-        assert_eq!(
-            handoff.in_hand(),
-            0,
-            "a checkout not yet served holds nothing"
-        );
-        claim.hold();
-        claim.hold();
-        assert_eq!(handoff.in_hand(), 1, "held once, however often said");
-        let other = handoff.claim();
-        drop(other);
-        assert_eq!(
-            handoff.in_hand(),
-            1,
-            "a claim that never held takes nothing off"
-        );
-        claim.end(None, false);
-        assert_eq!(handoff.in_hand(), 0);
     }
 }

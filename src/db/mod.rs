@@ -265,14 +265,12 @@ impl Db {
         for _ in 1..attempts {
             let mut conn = self.parked_or_pooled(holder, turn, &mut claim).await?;
             if !self.shared.suspect.take() || conn.ping().await.is_ok() {
-                claim.hold();
                 return Ok((conn, claim));
             }
             // One was dead: the others may be too.
             self.shared.suspect.raise();
         }
         let conn = self.parked_or_pooled(holder, turn, &mut claim).await?;
-        claim.hold();
         Ok((conn, claim))
     }
 
@@ -329,22 +327,19 @@ impl Db {
         }
     }
 
-    /// A checkout served by a hand-over drops its wait on sqlx's pool, unless that wait may be
-    /// opening a connection (on PostgreSQL, a backend forked for it): sqlx counts connections
-    /// that are neither in our hands nor idle, so one is being opened (or is on its way back).
-    /// Then a task finishes the wait and returns the connection to the pool idle, for the next
-    /// checkout. Dropped instead, every new connection was thrown away half-open while
-    /// hand-overs kept coming (every ~100 µs, a connect takes milliseconds): under load the
-    /// pool never grew, and 200 one-statement operations on 8 tasks took 150-290 ms instead of
-    /// 2.5 ms. (The pool's size alone does not tell: it counts a connect from its start, so
-    /// with every missing connection being opened at once it is already full.)
+    /// A checkout served by a hand-over drops its wait on sqlx's pool, unless the pool is still
+    /// growing: then that wait is opening a connection (on PostgreSQL, a backend forked for
+    /// it), which a task finishes and returns to the pool idle, for the next checkout. Dropped
+    /// instead, every new connection was thrown away half-open while hand-overs kept coming
+    /// (every ~100 µs, a connect takes milliseconds): under load the pool never grew, and 200
+    /// one-statement operations on 8 tasks took 150-290 ms instead of 2.5 ms. Known gap: sqlx
+    /// counts a connect in the pool's size from its start, so when every missing connection is
+    /// being opened at once the pool reads full and those waits are still dropped; the pool
+    /// then ends a connection or so short until the next load. (Counting the connections in
+    /// our hands instead cost a spawned task per hand-over under load: a handed-over
+    /// connection is in nobody's count until its checkout returns.)
     fn finish_connecting(&self, pooled: std::pin::Pin<Box<PoolAcquire>>) {
-        let accounted = self
-            .shared
-            .handoff
-            .in_hand()
-            .saturating_add(self.shared.pool.num_idle());
-        if self.shared.pool.size() as usize <= accounted {
+        if self.shared.pool.size() >= self.max_connections() {
             return;
         }
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
