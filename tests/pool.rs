@@ -121,11 +121,8 @@ both_backends!(writers_queue_on_sqlite_only, |env| {
 both_backends!(under_load_the_pool_grows_to_its_size, |env| {
     let size = env.db.max_connections();
     load(&env.db, size).await;
-    let started = Instant::now();
-    while env.db.pool_view().size < size && started.elapsed() < Duration::from_secs(2) {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    assert_eq!(env.db.pool_view().size, size, "{:?}", env.db.pool_view());
+    let pool = grown_to(&env.db, size).await;
+    assert_eq!(pool.size, size, "{pool:?}");
     env.db.quiesce(SHORT * 10).await.unwrap();
 });
 
@@ -136,13 +133,20 @@ both_backends!(from_one_connection_the_pool_grows_to_its_load, |env| {
     env.db.quiesce(SHORT * 10).await.unwrap();
     assert_eq!(env.db.pool_view().size, 1, "one connection to begin with");
     load(&env.db, 3).await;
-    let started = Instant::now();
-    while env.db.pool_view().size < 3 && started.elapsed() < Duration::from_secs(2) {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    assert!(env.db.pool_view().size >= 3, "{:?}", env.db.pool_view());
+    let pool = grown_to(&env.db, 3).await;
+    assert!(pool.size >= 3, "{pool:?}");
     env.db.quiesce(SHORT * 10).await.unwrap();
 });
+
+/// The pool once it holds `size` connections, or after 2 s (connects kept by a task may end
+/// after the load that started them).
+async fn grown_to(db: &leakproof::db::Db, size: u32) -> leakproof::db::PoolView {
+    let started = Instant::now();
+    while db.pool_view().size < size && started.elapsed() < Duration::from_secs(2) {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    db.pool_view()
+}
 
 /// 25 one-statement operations on each of `tasks` tasks at once.
 async fn load(db: &leakproof::db::Db, tasks: u32) {
@@ -241,17 +245,22 @@ async fn after_a_kill_a_transaction_still_begins_postgres() {
     let Some(env) = every_idle_connection_killed().await else {
         return;
     };
+    write_past_the_dead(&env).await;
+    env.db.quiesce(SHORT * 10).await.unwrap();
+    env.finish().await;
+}
+
+/// One transaction, which must begin on a live connection whatever the pool holds dead.
+async fn write_past_the_dead(env: &common::Env) {
     let mut tx = env
         .db
         .tx("test.after_kill")
         .await
-        .expect("BEGIN retried past the dead");
+        .expect("BEGIN retried on another connection");
     tx.execute(sql("UPDATE crates SET downloads = downloads"))
         .await
         .unwrap();
     tx.commit().await.unwrap();
-    env.db.quiesce(SHORT * 10).await.unwrap();
-    env.finish().await;
 }
 
 // A connection whose BEGIN failed is never parked, even while another operation runs (when a
@@ -262,15 +271,7 @@ async fn a_connection_whose_begin_failed_is_not_parked_postgres() {
         return;
     };
     let beside = env.db.session("test.beside").await.unwrap();
-    let mut tx = env
-        .db
-        .tx("test.after_kill")
-        .await
-        .expect("BEGIN retried on another connection");
-    tx.execute(sql("UPDATE crates SET downloads = downloads"))
-        .await
-        .unwrap();
-    tx.commit().await.unwrap();
+    write_past_the_dead(&env).await;
     drop(beside);
     env.db.quiesce(SHORT * 10).await.unwrap();
     env.finish().await;

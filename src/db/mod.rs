@@ -243,6 +243,14 @@ impl Db {
         self.shared.patience_micros.store(micros, Ordering::Relaxed);
     }
 
+    /// The shorter checkout wait set by `set_acquire_patience`, if any.
+    fn patience(&self) -> Option<Duration> {
+        match self.shared.patience_micros.load(Ordering::Relaxed) {
+            0 => None,
+            micros => Some(Duration::from_micros(micros)),
+        }
+    }
+
     /// A connection (parked by the last guard, else from the pool) and the claim that
     /// accounts for it; while connections are suspect, a tested one. A dead connection is
     /// dropped (sqlx closes it when its release ping fails) and another taken.
@@ -301,10 +309,7 @@ impl Db {
             }
         };
         let mut pooled = Box::pin(self.shared.pool.acquire());
-        let patience = match self.shared.patience_micros.load(Ordering::Relaxed) {
-            0 => None,
-            micros => Some(Duration::from_micros(micros)),
-        };
+        let patience = self.patience();
         let give_up = async {
             match patience {
                 Some(patience) => tokio::time::sleep(patience).await,
@@ -402,10 +407,9 @@ impl Db {
         holder: &'static str,
         queue: &Arc<tokio::sync::Semaphore>,
     ) -> Result<tokio::sync::OwnedSemaphorePermit, DbError> {
-        let patience = match self.shared.patience_micros.load(Ordering::Relaxed) {
-            0 => self.shared.pool.options().get_acquire_timeout(),
-            micros => Duration::from_micros(micros),
-        };
+        let patience = self
+            .patience()
+            .unwrap_or(self.shared.pool.options().get_acquire_timeout());
         match tokio::time::timeout(patience, Arc::clone(queue).acquire_owned()).await {
             Ok(Ok(turn)) => Ok(turn),
             Ok(Err(_)) => Err(DbError::Inconsistent("the writers' queue was closed")),
