@@ -2,7 +2,6 @@
 //! dropped, on every path (return, `?`, panic unwind, a cancelled future). It names the holder
 //! of each open session, so a leak report says who leaked, as HikariCP's leak detection does.
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -32,10 +31,15 @@ pub struct LedgerView {
     pub holders: Vec<Holding>,
 }
 
+/// Open holdings live in slots reused as they close: opening and closing a session touch one
+/// slot and allocate nothing once the ledger has seen its peak (at most the pool's size, since a
+/// guard is counted only once it holds a connection).
 #[derive(Debug, Default)]
 struct State {
     next_id: u64,
-    open: BTreeMap<u64, Holding>,
+    slots: Vec<Option<Holding>>,
+    free: Vec<usize>,
+    open: usize,
     closed_total: u64,
     peak: usize,
 }
@@ -47,8 +51,8 @@ pub struct Ledger {
 
 impl Ledger {
     fn state(&self) -> MutexGuard<'_, State> {
-        // A panic while holding this lock cannot leave `State` inconsistent: every mutation is
-        // a single insert or remove. Keep counting after a poison.
+        // A panic while holding this lock cannot leave `State` inconsistent: every mutation
+        // completes before anything that can panic. Keep counting after a poison.
         self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -58,44 +62,69 @@ impl Ledger {
         let mut state = self.state();
         let id = state.next_id;
         state.next_id += 1;
-        state.open.insert(
+        let holding = Holding {
             id,
-            Holding {
-                id,
-                holder,
-                kind,
-                since: Instant::now(),
-            },
-        );
-        state.peak = state.peak.max(state.open.len());
+            holder,
+            kind,
+            since: Instant::now(),
+        };
+        let slot = match state.free.pop() {
+            Some(slot) => {
+                assert!(
+                    state.slots[slot].is_none(),
+                    "ledger slot {slot} reused while open"
+                );
+                state.slots[slot] = Some(holding);
+                slot
+            }
+            None => {
+                state.slots.push(Some(holding));
+                state.slots.len() - 1
+            }
+        };
+        state.open += 1;
+        state.peak = state.peak.max(state.open);
         Ticket {
             ledger: Arc::clone(self),
+            slot,
             id,
         }
     }
 
-    fn close(&self, id: u64) {
+    fn close(&self, slot: usize, id: u64) {
         let mut state = self.state();
-        let removed = state.open.remove(&id);
-        assert!(removed.is_some(), "ledger ticket {id} closed twice");
+        let closed = state.slots[slot].take();
+        assert!(
+            closed.as_ref().is_some_and(|h| h.id == id),
+            "ledger ticket {id} closed twice"
+        );
+        state.free.push(slot);
+        state.open -= 1;
         state.closed_total += 1;
     }
 
     pub fn view(&self) -> LedgerView {
         let state = self.state();
+        let mut holders: Vec<Holding> = state.slots.iter().flatten().cloned().collect();
+        holders.sort_by_key(|h| h.id);
+        assert_eq!(
+            holders.len(),
+            state.open,
+            "ledger slots disagree with its count"
+        );
         LedgerView {
-            open: state.open.len(),
+            open: state.open,
             opened_total: state.next_id,
             closed_total: state.closed_total,
             peak: state.peak,
-            holders: state.open.values().cloned().collect(),
+            holders,
         }
     }
 
     /// Resets the high-water mark, so a harness can measure the peak of one phase.
     pub fn reset_peak(&self) {
         let mut state = self.state();
-        state.peak = state.open.len();
+        state.peak = state.open;
     }
 }
 
@@ -103,12 +132,13 @@ impl Ledger {
 #[derive(Debug)]
 pub(crate) struct Ticket {
     ledger: Arc<Ledger>,
+    slot: usize,
     id: u64,
 }
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        self.ledger.close(self.id);
+        self.ledger.close(self.slot, self.id);
     }
 }
 
@@ -142,6 +172,27 @@ mod tests {
         drop(b);
         let view = ledger.view();
         assert_eq!((view.open, view.opened_total, view.closed_total), (0, 2, 2));
+    }
+
+    #[test]
+    fn a_reused_slot_keeps_holders_in_opening_order_and_the_ledger_at_its_peak() {
+        let ledger = Arc::new(Ledger::default());
+        let a = ledger.open("op.a", GuardKind::Session);
+        let b = ledger.open("op.b", GuardKind::Session);
+        drop(a);
+        let c = ledger.open("op.c", GuardKind::Session);
+        let names: Vec<_> = ledger.view().holders.iter().map(|h| h.holder).collect();
+        assert_eq!(names, ["op.b", "op.c"], "c took a's slot but opened last");
+        for _ in 0..100 {
+            drop(ledger.open("op.cycle", GuardKind::Transaction));
+        }
+        assert_eq!(ledger.state().slots.len(), 3, "closed slots are reused");
+        drop((b, c));
+        let view = ledger.view();
+        assert_eq!(
+            (view.open, view.opened_total, view.closed_total),
+            (0, 103, 103)
+        );
     }
 
     #[test]
