@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 const SHORT: Duration = Duration::from_millis(300);
 
 // A clean connection is parked while another guard runs (db/handoff.rs): sqlx still counts it
-// checked out, so a parked connection can never hide from the pool's view. The last guard to
-// end sends it back, and the views are at zero again.
+// checked out, so a parked connection can never hide from the pool's view. Once the last guard
+// ends, a sweep sends it back within `LINGER`, and the views are at zero again.
 both_backends!(
     a_parked_connection_counts_until_the_last_guard_ends,
     |env| {
@@ -78,6 +78,73 @@ both_backends!(the_next_checkout_takes_the_parked_connection, |env| {
     drop(a);
     env.db.quiesce(SHORT * 10).await.unwrap();
 });
+
+// The last guard's connection waits, parked, for the next checkout, which takes it without
+// sqlx's release and acquire between them; with no operation after it, a sweep sends it back
+// to sqlx. A temporary table marks the connection: it lives as long as the connection, and
+// sqlx's idle queue, first in first out, would have given the other one.
+both_backends!(
+    the_last_connection_waits_for_the_next_checkout_then_goes_back,
+    |env| {
+        idle_in_sqlx(&env.db, 2).await;
+        let mut first = env.db.session("test.first").await.unwrap();
+        first
+            .execute(sql("CREATE TEMPORARY TABLE linger_mark (x INTEGER)"))
+            .await
+            .unwrap();
+        drop(first);
+        let mut next = env.db.session("test.next").await.unwrap();
+        next.fetch_one(sql("SELECT COUNT(*) AS n FROM linger_mark"))
+            .await
+            .expect("the next checkout took the parked connection");
+        drop(next);
+        assert_eq!(env.db.ledger().view().open, 0);
+        swept_back(&env.db).await;
+    }
+);
+
+// A sweep that runs while a claim is live again leaves what is parked for it (the first rule
+// holds it), and the end of that claim schedules the next sweep.
+both_backends!(a_sweep_leaves_parked_what_a_live_claim_may_take, |env| {
+    idle_in_sqlx(&env.db, 2).await;
+    drop(env.db.session("test.last").await.unwrap());
+    let taker = env.db.session("test.taker").await.unwrap();
+    let beside = env.db.session("test.beside").await.unwrap();
+    drop(beside);
+    // Past the sweep the last guard scheduled: `taker` is live, so `beside`'s stays parked.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let views = env.db.views().await.unwrap();
+    assert_eq!(
+        views.pool.checked_out(),
+        2,
+        "taker's and the parked one: {views}"
+    );
+    drop(taker);
+    swept_back(&env.db).await;
+});
+
+/// `count` connections opened and back in sqlx's idle queue.
+async fn idle_in_sqlx(db: &leakproof::db::Db, count: u32) {
+    let mut held = Vec::new();
+    for _ in 0..count {
+        held.push(db.session("test.fill").await.unwrap());
+    }
+    drop(held);
+    let views = db.quiesce(SHORT * 10).await.unwrap();
+    assert_eq!(views.pool.idle, count, "{views}");
+}
+
+/// Waits, boundedly, until sqlx has every connection back, with no operation running.
+async fn swept_back(db: &leakproof::db::Db) {
+    let settled = async {
+        while db.pool_view().checked_out() != 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    };
+    tokio::time::timeout(SHORT, settled)
+        .await
+        .unwrap_or_else(|_| panic!("not swept back to sqlx: {}", db.pool_view().checked_out()));
+}
 
 // SQLite: one writer at a time, and the others queue in `Db::tx` (in arrival order), so a
 // writer that cannot get its turn within its patience gets `AcquireTimeout` at once, not

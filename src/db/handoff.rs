@@ -4,12 +4,15 @@
 //! turns that off: an operation of one statement paid two round trips, and on PostgreSQL the
 //! pool reached about 0.6 of what the same connections did held directly (benches/ops.rs).
 //! So a guard that ends cleanly gives its connection to the longest-waiting checkout, or, if
-//! none waits and other operations are still running, parks it for the next checkout.
+//! none waits, parks it for the next checkout.
 //!
 //! This never hides a session, because of two rules kept under one lock:
-//! - A connection is parked only while another claim is live: the last claim to end sends
-//!   every parked connection back to sqlx. With no operation running nothing is parked, so
-//!   quiescence and `close` see exactly what they would without this module.
+//! - A connection is parked only while another claim is live, or for at most [`LINGER`] after
+//!   the last claim ended: that claim schedules a sweep, which sends every parked connection
+//!   back to sqlx unless a claim is live again (whose end schedules the next). With no
+//!   operation running nothing stays parked, so quiescence and `close` see what they would
+//!   without this module, `LINGER` later. A sweep that never gets to run (no runtime, or one
+//!   shutting down) sweeps when it is dropped.
 //! - Nothing is parked while a checkout waits: it gets the connection.
 //!
 //! A waiting checkout also waits on sqlx's pool (for a new connection, or one a guard could
@@ -21,9 +24,17 @@ use sqlx::any::Any;
 use sqlx::pool::PoolConnection;
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 use tokio::sync::oneshot;
 
 type Conn = PoolConnection<Any>;
+
+/// How long the last operation's connection waits, parked, for the next checkout. Back-to-back
+/// operations from one caller then skip sqlx's release ping and acquire between them, as
+/// concurrent ones do; one that comes later finds it back in sqlx's pool. A millisecond is
+/// tokio's timer tick: long enough for a caller's next operation, short enough that settling
+/// at quiescence (which polls the views) does not notice.
+pub(crate) const LINGER: Duration = Duration::from_millis(1);
 
 /// The parked connections of one `Db`, and who may still want one.
 #[derive(Debug)]
@@ -41,6 +52,8 @@ struct State {
     /// Checkouts waiting, oldest first; each also waits on sqlx's pool. An entry whose
     /// checkout is gone (it got a pooled connection, or was cancelled) is closed.
     waiters: VecDeque<oneshot::Sender<Conn>>,
+    /// A sweep is scheduled: what is parked may outlive the last claim until it runs.
+    sweep_due: bool,
 }
 
 impl State {
@@ -52,8 +65,8 @@ impl State {
         let waiting = self.waiters.iter().filter(|w| !w.is_closed()).count();
         assert!(waiting <= self.claims, "a waiter without a claim");
         assert!(
-            self.claims > 0 || self.parked.is_empty(),
-            "parked with no claim live"
+            self.claims > 0 || self.parked.is_empty() || self.sweep_due,
+            "parked with no claim live and no sweep due"
         );
         assert!(
             self.parked.is_empty() || waiting == 0,
@@ -145,37 +158,72 @@ impl Claim {
         source
     }
 
-    /// Ends the claim. A clean connection goes to a waiter, else is parked if another claim is
-    /// live; otherwise it, and if this was the last claim every parked one, goes back to sqlx.
+    /// Ends the claim. A clean connection goes to a waiter, else is parked; if this was the
+    /// last claim, a sweep sends what is parked back to sqlx after [`LINGER`]. Anything else
+    /// goes back to sqlx at once.
     pub(crate) fn end(&mut self, conn: Option<Conn>, clean: bool) {
         assert!(self.live, "a claim ended twice");
         self.live = false;
-        // Nothing here allocates on the way through: the common ends (a hand-over, a park, the
-        // last claim giving back its own) move one connection.
-        let (back, released) = {
+        // Nothing here allocates on the way through: a hand-over or a park moves one
+        // connection, and only the last claim of a busy spell schedules a sweep.
+        let (unclean, sweep) = {
             let mut state = self.handoff.lock();
             state.claims -= 1;
             state.waiters.retain(|w| !w.is_closed());
-            let unsent = match conn {
-                Some(conn) if clean => state.hand_over(conn),
+            let unclean = match conn {
+                Some(conn) if clean => {
+                    if let Some(conn) = state.hand_over(conn) {
+                        state.parked.push(conn);
+                    }
+                    None
+                }
                 unclean => unclean,
             };
-            let to_sqlx = if state.claims == 0 {
-                (unsent, std::mem::take(&mut state.parked))
-            } else {
-                match unsent {
-                    Some(conn) if clean => {
-                        state.parked.push(conn);
-                        (None, Vec::new())
-                    }
-                    unclean => (unclean, Vec::new()),
-                }
-            };
+            let sweep = state.claims == 0 && !state.parked.is_empty() && !state.sweep_due;
+            state.sweep_due |= sweep;
             state.check(self.handoff.capacity);
-            to_sqlx
+            (unclean, sweep)
         };
         // Dropped outside the lock: each drop spawns sqlx's return-to-pool task.
-        drop((back, released));
+        drop(unclean);
+        if sweep {
+            Sweep(Arc::clone(&self.handoff)).after(LINGER);
+        }
+    }
+}
+
+/// A scheduled sweep of one `Handoff`. It sweeps when dropped, so a sweep whose task never
+/// runs (spawned onto a runtime shutting down, or with no runtime at all) still sweeps.
+struct Sweep(Arc<Handoff>);
+
+impl Sweep {
+    fn after(self, linger: Duration) {
+        // Spawned outside the handoff's lock: a runtime that refuses the task drops it, and
+        // with it this sweep, at once.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                tokio::time::sleep(linger).await;
+                drop(self);
+            });
+        }
+    }
+}
+
+impl Drop for Sweep {
+    /// Sends every parked connection back to sqlx, unless a claim is live again: then they
+    /// stay parked under the first rule, and the last claim to end schedules the next sweep.
+    fn drop(&mut self) {
+        let released = {
+            let mut state = self.0.lock();
+            state.sweep_due = false;
+            let released = match state.claims {
+                0 => std::mem::take(&mut state.parked),
+                _ => Vec::new(),
+            };
+            state.check(self.0.capacity);
+            released
+        };
+        drop(released);
     }
 }
 

@@ -251,7 +251,7 @@ impl Db {
         }
     }
 
-    /// A connection (parked by the last guard, else from the pool) and the claim that
+    /// A connection (parked by an earlier guard, else from the pool) and the claim that
     /// accounts for it; while connections are suspect, a tested one. A dead connection is
     /// dropped (sqlx closes it when its release ping fails) and another taken.
     async fn checkout(
