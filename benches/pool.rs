@@ -3,6 +3,12 @@
 //! interleaved point by point: `raw`, `wrapped`, then `raw_aa` (raw again, the A/A control:
 //! its distance from `raw` is the noise any wrapped/raw ratio must be read against).
 //!
+//! The wrapped side is what a caller of `Db` gets, not the ledger alone: a guard's clean
+//! connection goes straight to the next checkout (db/handoff.rs), concurrent or back-to-back
+//! within `LINGER`, so wrapped skips sqlx's release ping and acquire that raw pays per cycle.
+//! What the ledger and the claims cost by themselves is counted in instructions (CONTRIBUTING.md,
+//! "Measuring the ledger's cost"), where the machine's noise cannot hide it.
+//!
 //! Two workloads: the bare acquire-and-release cycle, and acquire + `SELECT 1` + release.
 //! Swept over pool size × concurrent tasks × `test_before_acquire`, on SQLite and (with
 //! `LEAKPROOF_PG_URL`) PostgreSQL. Each point is one `iter_custom` run: the timer starts before
