@@ -50,7 +50,9 @@ struct State {
     /// Live claims: guards holding a connection and checkouts getting one.
     claims: usize,
     /// Checkouts waiting, oldest first; each also waits on sqlx's pool. An entry whose
-    /// checkout is gone (it got a pooled connection, or was cancelled) is closed.
+    /// checkout is gone (it got a pooled connection, or was cancelled) is closed; hand-overs
+    /// skip those, and a claim's end clears them once they would outnumber the claims, so
+    /// there are never more entries than claims and no step walks them all per checkout.
     waiters: VecDeque<oneshot::Sender<Conn>>,
     /// A sweep is scheduled: what is parked may outlive the last claim until it runs.
     sweep_due: bool,
@@ -62,14 +64,16 @@ impl State {
             self.parked.len() <= capacity,
             "more parked than the pool holds"
         );
-        let waiting = self.waiters.iter().filter(|w| !w.is_closed()).count();
-        assert!(waiting <= self.claims, "a waiter without a claim");
+        assert!(
+            self.waiters.len() <= self.claims,
+            "more waiters than claims"
+        );
         assert!(
             self.claims > 0 || self.parked.is_empty() || self.sweep_due,
             "parked with no claim live and no sweep due"
         );
         assert!(
-            self.parked.is_empty() || waiting == 0,
+            self.parked.is_empty() || self.waiters.iter().all(|w| w.is_closed()),
             "parked while a checkout waits"
         );
     }
@@ -147,6 +151,10 @@ impl Claim {
             Some(conn) => Source::Ready(conn),
             None => {
                 let (sender, receiver) = oneshot::channel();
+                // A retried checkout (its connection was dead) left its first entry behind.
+                if state.waiters.len() >= state.claims {
+                    state.waiters.retain(|w| !w.is_closed());
+                }
                 match turn {
                     Turn::Queue => state.waiters.push_back(sender),
                     Turn::First => state.waiters.push_front(sender),
@@ -169,7 +177,9 @@ impl Claim {
         let (unclean, sweep) = {
             let mut state = self.handoff.lock();
             state.claims -= 1;
-            state.waiters.retain(|w| !w.is_closed());
+            if state.waiters.len() > state.claims {
+                state.waiters.retain(|w| !w.is_closed());
+            }
             let unclean = match conn {
                 Some(conn) if clean => {
                     if let Some(conn) = state.hand_over(conn) {
