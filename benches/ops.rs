@@ -1,6 +1,6 @@
 //! Throughput of real operations against concurrency, on both backends, beside the wire floor.
 //!
-//! - `introspect`: one indexed read (OAuth `introspect`: one statement, four indexed lookups).
+//! - `introspect`: one indexed read (OAuth `introspect`: one statement, two indexed lookups).
 //!   Beside it, interleaved at each client count: the same statement on the raw sqlx pool
 //!   (`raw_pool_stmt`: no ledger, no hashing, no decoding), on dedicated connections outside any
 //!   pool (`wire_stmt`), and `SELECT 1` on dedicated connections (`wire_select1`, the wire
@@ -41,14 +41,8 @@ const REDIRECT: &str = "https://app.example/callback";
 const LOGIN: &str = "bench";
 const SCOPE: &str = "publish-new publish-update";
 
-/// The statement `OAuth::introspect` runs (src/oauth/grants.rs), for the floors below it.
-const INTROSPECT_SQL: &str = "SELECT c.id AS caller_pk, c.secret_hash, t.kind, t.scope, \
-       t.expires_at, t.revoked_at, t.rotated_at, g.client_pk AS owner_pk, u.login \
-     FROM oauth_clients c \
-     LEFT JOIN oauth_tokens t ON t.token_hash = $2 \
-     LEFT JOIN oauth_grants g ON g.id = t.grant_id \
-     LEFT JOIN users u ON u.id = g.user_id \
-     WHERE c.client_id = $1";
+/// The statement `OAuth::introspect` runs, for the floors below it.
+const INTROSPECT_SQL: &str = leakproof::oauth::INTROSPECT_SQL;
 
 fn main() {
     let cli = Cli::parse();
@@ -273,12 +267,12 @@ const PGBENCH_ROUNDS: usize = 7;
 /// Each of our sides per round, and each pgbench run (`-T` takes whole seconds).
 const OUR_SLICE: Duration = Duration::from_millis(500);
 const PGBENCH_SECONDS: &str = "1";
-/// pgbench's copy of the introspection statement (scripts/pgbench.sh makes its schema).
-const PGBENCH_INTROSPECT: &str = "\\set k random(1, 64)\n\
-    SELECT c.id AS caller_pk, c.secret_hash, t.kind, t.scope, t.expires_at, t.revoked_at, \
-    t.rotated_at, g.client_pk AS owner_pk, u.login FROM oauth_clients c \
-    LEFT JOIN oauth_tokens t ON t.token_hash = :k LEFT JOIN oauth_grants g ON g.id = t.grant_id \
-    LEFT JOIN users u ON u.id = g.user_id WHERE c.client_id = 'bench';\n";
+/// The introspection statement as a pgbench script (scripts/pgbench.sh makes its schema): the
+/// token's hash drawn from the 64 there, the client `bench`.
+fn pgbench_introspect() -> String {
+    let statement = INTROSPECT_SQL.replace("$1", "'bench'").replace("$2", ":k");
+    format!("\\set k random(1, 64)\n{statement};\n")
+}
 
 /// Introspect against pgbench, interleaved: criterion's point and a pgbench run minutes apart
 /// on a shared machine differ by more than the ratio asked for. Each round runs our operation,
@@ -296,7 +290,7 @@ fn against_pgbench(runtime: &Runtime, fixture: &Fixture, world: &Arc<World>, bin
         return;
     };
     let mut script = tempfile::NamedTempFile::new().expect("a pgbench script file");
-    std::io::Write::write_all(&mut script, PGBENCH_INTROSPECT.as_bytes()).expect("write it");
+    std::io::Write::write_all(&mut script, pgbench_introspect().as_bytes()).expect("write it");
     let pool_state = (fixture.db.raw_pool().clone(), Arc::clone(binds));
     for clients in PGBENCH_CLIENTS {
         let mut conns = runtime.block_on(connect(fixture, clients));

@@ -57,17 +57,18 @@ INSERT INTO users (login, login_key, created_at) VALUES ('bench', 'bench', 0);
 INSERT INTO oauth_clients (client_id, name, confidential, secret_hash, scope, created_at)
     VALUES ('bench', 'bench', 1, 'x', 'publish-new publish-update', 0);
 INSERT INTO oauth_grants (client_pk, user_id, created_at) VALUES (1, 1, 0);
-INSERT INTO oauth_tokens (token_hash, kind, grant_id, scope, expires_at, created_at)
-    SELECT k::text, 'access', 1, 'publish-new publish-update', 4102444800, 0
+INSERT INTO oauth_tokens
+    (token_hash, kind, grant_id, client_pk, username, scope, expires_at, created_at)
+    SELECT k::text, 'access', 1, 1, 'bench', 'publish-new publish-update', 4102444800, 0
     FROM generate_series(1, 64) k;
 ANALYZE;
 SQL
 } | psql "$bench_url" -q -v ON_ERROR_STOP=1 >/dev/null
 
-# The statement of OAuth::introspect (src/oauth/grants.rs); $2 is a token's hash.
+# The statement of OAuth::introspect (INTROSPECT_SQL, src/oauth/grants.rs); :k is a token's hash.
 cat >"$work/introspect.sql" <<'SQL'
 \set k random(1, 64)
-SELECT c.id AS caller_pk, c.secret_hash, t.kind, t.scope, t.expires_at, t.revoked_at, t.rotated_at, g.client_pk AS owner_pk, u.login FROM oauth_clients c LEFT JOIN oauth_tokens t ON t.token_hash = :k LEFT JOIN oauth_grants g ON g.id = t.grant_id LEFT JOIN users u ON u.id = g.user_id WHERE c.client_id = 'bench';
+SELECT c.id AS caller_pk, c.secret_hash, t.kind, t.scope, t.expires_at, t.revoked_at, t.rotated_at, t.client_pk AS owner_pk, t.username AS login FROM oauth_clients c LEFT JOIN oauth_tokens t ON t.token_hash = :k WHERE c.client_id = 'bench';
 SQL
 echo 'SELECT 1;' >"$work/select1.sql"
 

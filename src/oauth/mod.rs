@@ -8,7 +8,7 @@
 mod grants;
 mod tokens;
 
-pub use grants::{Introspection, TokenRequest};
+pub use grants::{INTROSPECT_SQL, Introspection, TokenRequest};
 pub(crate) use tokens::bearer;
 
 use crate::Result;

@@ -3,7 +3,7 @@
 use super::TokenResponse;
 use crate::Result;
 use crate::clock::Epoch;
-use crate::db::{Tx, get, sql};
+use crate::db::{DbError, Tx, get, sql};
 use crate::domain::secret::{ACCESS_PREFIX, REFRESH_PREFIX, Secret};
 use crate::domain::{ACCESS_TOKEN_TTL, Endpoint, REFRESH_TOKEN_TTL, Rejection, Scope, is_expired};
 
@@ -57,19 +57,27 @@ async fn insert_token(
         Kind::Refresh => (REFRESH_PREFIX, REFRESH_TOKEN_TTL),
     };
     let token = Secret::generate(prefix);
-    tx.execute(
-        sql(
-            "INSERT INTO oauth_tokens (token_hash, kind, grant_id, scope, expires_at, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
+    // The grant's client and user's login are copied onto the token: introspection reads
+    // only the token's row (migrations/*/0002_token_owner.sql).
+    let inserted = tx
+        .execute(
+            sql(
+                "INSERT INTO oauth_tokens \
+                     (token_hash, kind, grant_id, client_pk, username, scope, expires_at, created_at) \
+                 SELECT $1, $2, g.id, g.client_pk, u.login, $4, $5, $6 \
+                 FROM oauth_grants g LEFT JOIN users u ON u.id = g.user_id WHERE g.id = $3",
+            )
+            .bind(token.hash())
+            .bind(kind.as_str())
+            .bind(grant_id)
+            .bind(scope.to_string())
+            .bind(now + ttl)
+            .bind(now),
         )
-        .bind(token.hash())
-        .bind(kind.as_str())
-        .bind(grant_id)
-        .bind(scope.to_string())
-        .bind(now + ttl)
-        .bind(now),
-    )
-    .await?;
+        .await?;
+    if inserted != 1 {
+        return Err(DbError::Inconsistent("a token issued for a grant that does not exist").into());
+    }
     Ok(token)
 }
 
