@@ -19,7 +19,7 @@
 
 mod common;
 
-use common::{Cli, Fixture, median, spread, spread_shared};
+use common::{Cli, Fixture, concurrency_sweep, median, spread, spread_shared};
 use criterion::{BenchmarkGroup, BenchmarkId, Criterion, Throughput, measurement::WallTime};
 use leakproof::clock::ManualClock;
 use leakproof::db::{Backend, PoolConfig};
@@ -28,6 +28,7 @@ use leakproof::oauth::{AuthorizeRequest, ClientAuth, ClientRegistration, OAuth};
 use leakproof::registry::{PublishRequest, Registry};
 use sqlx::{AnyConnection, AnyPool, Connection};
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -223,6 +224,28 @@ async fn introspect_stmt(conn: &mut AnyConnection, binds: &Binds, t: usize, i: u
     assert!(row.is_some(), "the resource server must be found");
 }
 
+/// A timed run of one operation: the time its operations took.
+type Timed = Pin<Box<dyn Future<Output = Duration>>>;
+
+/// `ops` code exchanges over `clients` tasks; the codes are made before the timer starts.
+async fn exchange_op(world: &Arc<World>, ops: u64, clients: usize) -> Duration {
+    world.stock_codes(ops).await;
+    spread_shared(ops, clients, world, |w, _, _| async move {
+        w.exchange().await;
+        w
+    })
+    .await
+}
+
+/// `ops` publishes over `clients` tasks, each task to its own crate.
+async fn publish_op(world: &Arc<World>, ops: u64, clients: usize) -> Duration {
+    spread_shared(ops, clients, world, |w, t, _| async move {
+        w.publish(t).await;
+        w
+    })
+    .await
+}
+
 /// `ops` operations of the mixed load (80% introspect, 10% exchange, 10% publish) over
 /// `clients` tasks; the codes it exchanges are made before the timer starts.
 async fn mixed_op(world: &Arc<World>, ops: u64, clients: usize) -> Duration {
@@ -237,50 +260,6 @@ async fn mixed_op(world: &Arc<World>, ops: u64, clients: usize) -> Duration {
         w
     })
     .await
-}
-
-/// Rounds of the no-collapse sweep, and one client count's slice in a round.
-const SWEEP_ROUNDS: usize = 7;
-const SWEEP_SLICE: Duration = Duration::from_millis(100);
-
-/// The no-collapse figure, measured interleaved: criterion measures each client count in its
-/// own window, and on a shared 2-core machine those windows differ by more than the 10% the
-/// check allows. Here every round runs each count for ~`SWEEP_SLICE` (sized by a calibration
-/// run), forwards then backwards in alternate rounds, and the median rate per count over the
-/// rounds is printed as a `sweep\t{json}` line for scripts/bench.sh.
-fn concurrency_sweep<F, Fut>(runtime: &Runtime, fixture: &Fixture, group: &str, mut run: F)
-where
-    F: FnMut(u64, usize) -> Fut,
-    Fut: Future<Output = Duration>,
-{
-    let slice_ops: Vec<u64> = CLIENTS
-        .iter()
-        .map(|&clients| {
-            let calibration = 16 * clients as u64;
-            let took = runtime.block_on(run(calibration, clients));
-            let per_op = took.as_secs_f64() / calibration as f64;
-            ((SWEEP_SLICE.as_secs_f64() / per_op.max(1e-9)) as u64).clamp(clients as u64, 1_000_000)
-        })
-        .collect();
-    let mut rates = vec![Vec::with_capacity(SWEEP_ROUNDS); CLIENTS.len()];
-    for round in 0..SWEEP_ROUNDS {
-        let mut order: Vec<usize> = (0..CLIENTS.len()).collect();
-        if round % 2 == 1 {
-            order.reverse();
-        }
-        for i in order {
-            let took = runtime.block_on(run(slice_ops[i], CLIENTS[i]));
-            rates[i].push(slice_ops[i] as f64 / took.as_secs_f64());
-        }
-    }
-    runtime.block_on(fixture.check(&format!("{group}/sweep")));
-    let medians: serde_json::Map<String, serde_json::Value> = CLIENTS
-        .iter()
-        .zip(rates.iter_mut())
-        .map(|(clients, rates)| (clients.to_string(), median(rates).into()))
-        .collect();
-    let line = serde_json::json!({ "group": group, "rounds": SWEEP_ROUNDS, "rates": medians });
-    println!("sweep\t{line}");
 }
 
 /// `ops` introspections through `OAuth::introspect` over `clients` tasks.
@@ -497,14 +476,7 @@ fn bench_backend(criterion: &mut Criterion, runtime: &Runtime, cli: &Cli, backen
         let w = Arc::clone(&world);
         group.bench("op", clients, move |iters| {
             let w = Arc::clone(&w);
-            async move {
-                w.stock_codes(iters).await;
-                spread_shared(iters, clients, &w, |w, _, _| async move {
-                    w.exchange().await;
-                    w
-                })
-                .await
-            }
+            async move { exchange_op(&w, iters, clients).await }
         });
     }
     group.finish();
@@ -514,13 +486,7 @@ fn bench_backend(criterion: &mut Criterion, runtime: &Runtime, cli: &Cli, backen
         let w = Arc::clone(&world);
         group.bench("op", clients, move |iters| {
             let w = Arc::clone(&w);
-            async move {
-                spread_shared(iters, clients, &w, |w, t, _| async move {
-                    w.publish(t).await;
-                    w
-                })
-                .await
-            }
+            async move { publish_op(&w, iters, clients).await }
         });
     }
     group.finish();
@@ -536,19 +502,27 @@ fn bench_backend(criterion: &mut Criterion, runtime: &Runtime, cli: &Cli, backen
     group.finish();
 
     if !cli.test && !cli.list {
-        if cli.selects(&format!("{prefix}/introspect/op")) {
-            concurrency_sweep(
-                runtime,
-                &fixture,
-                &format!("{prefix}/introspect"),
-                |ops, c| introspect_op(&world, ops, c),
-            );
-        }
-        if cli.selects(&format!("{prefix}/mixed/op")) {
-            concurrency_sweep(runtime, &fixture, &format!("{prefix}/mixed"), |ops, c| {
-                mixed_op(&world, ops, c)
-            });
-        }
+        let sweep = |op: &str, run: &dyn Fn(Arc<World>, u64, usize) -> Timed| {
+            let group = format!("{prefix}/{op}");
+            if cli.selects(&format!("{group}/op")) {
+                concurrency_sweep(runtime, &CLIENTS, &group, |ops, clients| {
+                    run(Arc::clone(&world), ops, clients)
+                });
+                runtime.block_on(fixture.check(&format!("{group}/sweep")));
+            }
+        };
+        sweep("introspect", &|w, ops, c| {
+            Box::pin(async move { introspect_op(&w, ops, c).await })
+        });
+        sweep("exchange", &|w, ops, c| {
+            Box::pin(async move { exchange_op(&w, ops, c).await })
+        });
+        sweep("publish", &|w, ops, c| {
+            Box::pin(async move { publish_op(&w, ops, c).await })
+        });
+        sweep("mixed", &|w, ops, c| {
+            Box::pin(async move { mixed_op(&w, ops, c).await })
+        });
     }
 
     drop(world);

@@ -20,6 +20,9 @@
 //! rounds of wrapped / mean(raw, raw again) and of raw again / raw (the A/A). Printed as
 //! `ratio\t{json}` lines, which scripts/bench.sh tabulates.
 //!
+//! Then, per group, the interleaved concurrency sweep of the wrapped side alone
+//! (`common::concurrency_sweep`): the no-collapse figure.
+//!
 //! After every benchmark the session invariant is asserted (`Fixture::check`); each pool ends
 //! by closing to zero. Then an overload check: more callers than a tiny pool can serve within
 //! its acquire timeout must get `AcquireTimeout` errors, and still leave nothing open.
@@ -162,6 +165,16 @@ fn sweep(criterion: &mut Criterion, runtime: &Runtime, cli: &Cli, config: Config
             }
         }
         group.finish();
+        // The no-collapse figure: wrapped alone, every task count in each round.
+        let wrapped_selected = TASKS
+            .iter()
+            .any(|tasks| cli.selects(&format!("{group_name}/wrapped/{tasks}")));
+        if wrapped_selected && !cli.test && !cli.list {
+            common::concurrency_sweep(runtime, &TASKS, &group_name, |ops, tasks| {
+                run(fixture.db.clone(), workload, true, ops, tasks)
+            });
+            runtime.block_on(fixture.check(&format!("{group_name}/sweep")));
+        }
     }
     runtime.block_on(fixture.finish(&config.group(Workload::Cycle)));
 }

@@ -110,6 +110,18 @@ groups = sorted({g for (g, _, _) in ns})
 nan = float("nan")
 
 # ---- pool: wrapped against raw ----------------------------------------------------------
+# The interleaved concurrency sweeps (benches/common, concurrency_sweep): median ops/s per
+# task or client count, every count measured in each round; the no-collapse check reads these.
+sweeps = {}
+for log in ("pool.log", "ops.log"):
+    path = os.path.join(out_dir, log)
+    if os.path.exists(path) and os.path.getmtime(path) >= since:
+        with open(path) as f:
+            for line in f:
+                if line.startswith("sweep\t"):
+                    r = json.loads(line.split("\t", 1)[1])
+                    sweeps[r["group"]] = ({int(c): v for c, v in r["rates"].items()}, r["rounds"])
+
 # The interleaved ratios benches/pool.rs prints (`ratio\t{json}`), by (group, tasks).
 interleaved = {}
 pool_log = os.path.join(out_dir, "pool.log")
@@ -135,7 +147,8 @@ if pool_groups:
     print("   wrap/raw, A/A: interleaved rounds (raw, wrapped, raw again; median over rounds) of")
     print("   time per op: wrapped over the mean of the raws around it; raw again over raw")
     print("   crit w/r: the same ratio from criterion's separate windows, for comparison")
-    print("   128 vs best: wrapped ops/s, the interleaved rounds' median, at 128 tasks over the best")
+    print("   no collapse: wrapped ops/s at 128 tasks over the best at any task count, from the")
+    print("   interleaved concurrency sweep (every task count in each round; median of the rounds)")
     print(f"{'group':<30} {'tasks':>5} {'wrapped/s':>10} {'raw/s':>10} {'raw_aa/s':>10} "
           f"{'wrap/raw':>8} {'A/A':>7} {'crit w/r':>8}")
     for g in pool_groups:
@@ -160,6 +173,8 @@ if pool_groups:
             print(f"{g[5:]:<30} {t:>5} {fmt_rate(per_sec(w))} {fmt_rate(per_sec(r))} "
                   f"{fmt_rate(per_sec(a))} {fmt_ratio(ratio):>8} {fmt_ratio(control)} "
                   f"{fmt_ratio(crit):>8}")
+        if g in sweeps:
+            rates = sweeps[g][0]
         if 128 in rates and len(rates) > 1:
             best = max(rates.values())
             collapse.append((rates[128] / best, g))
@@ -215,17 +230,6 @@ for workload, by_clients in pgbench.items():
         by_clients[c] = statistics.mean(values)
 def pgb(workload, c):
     return pgbench.get(workload, {}).get(c, nan)
-
-# The interleaved concurrency sweeps (benches/ops.rs, concurrency_sweep): median ops/s per
-# client count, every count measured in each round; the no-collapse check reads these.
-sweeps = {}
-ops_log = os.path.join(out_dir, "ops.log")
-if os.path.exists(ops_log) and os.path.getmtime(ops_log) >= since:
-    with open(ops_log) as f:
-        for line in f:
-            if line.startswith("sweep\t"):
-                r = json.loads(line.split("\t", 1)[1])
-                sweeps[r["group"]] = ({int(c): v for c, v in r["rates"].items()}, r["rounds"])
 
 ops_groups = [g for g in groups if g.startswith("ops/")]
 if ops_groups:

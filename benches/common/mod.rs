@@ -187,6 +187,54 @@ where
     spread(ops, states, op).await.0
 }
 
+/// Rounds of the no-collapse sweep, and one concurrency's slice in a round.
+pub const SWEEP_ROUNDS: usize = 7;
+pub const SWEEP_SLICE: Duration = Duration::from_millis(100);
+
+/// The no-collapse figure, measured interleaved: criterion measures each concurrency in its
+/// own window, and on a shared 2-core machine those windows differ by more than the 10% the
+/// check allows. Here every round runs `run(ops, count)` at each count (clients or tasks) for
+/// ~`SWEEP_SLICE` (sized by a calibration run), forwards then backwards in alternate rounds,
+/// and the median rate per count over the rounds is printed as a `sweep\t{json}` line for
+/// scripts/bench.sh. The caller checks the session invariant after it.
+pub fn concurrency_sweep<F, Fut>(
+    runtime: &tokio::runtime::Runtime,
+    counts: &[usize],
+    group: &str,
+    mut run: F,
+) where
+    F: FnMut(u64, usize) -> Fut,
+    Fut: Future<Output = Duration>,
+{
+    let slice_ops: Vec<u64> = counts
+        .iter()
+        .map(|&count| {
+            let calibration = 16 * count as u64;
+            let took = runtime.block_on(run(calibration, count));
+            let per_op = took.as_secs_f64() / calibration as f64;
+            ((SWEEP_SLICE.as_secs_f64() / per_op.max(1e-9)) as u64).clamp(count as u64, 1_000_000)
+        })
+        .collect();
+    let mut rates = vec![Vec::with_capacity(SWEEP_ROUNDS); counts.len()];
+    for round in 0..SWEEP_ROUNDS {
+        let mut order: Vec<usize> = (0..counts.len()).collect();
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        for i in order {
+            let took = runtime.block_on(run(slice_ops[i], counts[i]));
+            rates[i].push(slice_ops[i] as f64 / took.as_secs_f64());
+        }
+    }
+    let medians: serde_json::Map<String, serde_json::Value> = counts
+        .iter()
+        .zip(rates.iter_mut())
+        .map(|(count, rates)| (count.to_string(), median(rates).into()))
+        .collect();
+    let line = serde_json::json!({ "group": group, "rounds": SWEEP_ROUNDS, "rates": medians });
+    println!("sweep\t{line}");
+}
+
 /// What the command line asks of this run, as far as work outside criterion's timed points
 /// (the interleaved ratios, the overload check) needs to know: criterion's own mode rules
 /// (`--test`, or no `--bench`, runs each point once) and its filter, read as substrings split at
