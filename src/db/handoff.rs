@@ -11,8 +11,8 @@
 //!   the last claim ended: that claim schedules a sweep, which sends every parked connection
 //!   back to sqlx unless a claim is live again (whose end schedules the next). With no
 //!   operation running nothing stays parked, so quiescence and `close` see what they would
-//!   without this module, `LINGER` later. A sweep that never gets to run (no runtime, or one
-//!   shutting down) sweeps when it is dropped.
+//!   without this module, `LINGER` later (at once when they ask: `release_idle`). A sweep
+//!   that never gets to run (no runtime, or one shutting down) sweeps when it is dropped.
 //! - Nothing is parked while a checkout waits: it gets the connection.
 //!
 //! A waiting checkout also waits on sqlx's pool (for a new connection, or one a guard could
@@ -78,6 +78,14 @@ impl State {
         );
     }
 
+    /// Every parked connection, if no claim is live (they go back to sqlx); else none.
+    fn unpark_if_idle(&mut self) -> Vec<Conn> {
+        match self.claims {
+            0 => std::mem::take(&mut self.parked),
+            _ => Vec::new(),
+        }
+    }
+
     /// Gives `conn` to the oldest waiter still waiting; back if there is none.
     fn hand_over(&mut self, mut conn: Conn) -> Option<Conn> {
         while let Some(waiter) = self.waiters.pop_front() {
@@ -105,6 +113,19 @@ impl Handoff {
             handoff: Arc::clone(self),
             live: true,
         }
+    }
+
+    /// Ends the linger at once: with no claim live, every parked connection goes back to sqlx
+    /// now rather than at the sweep. `Db::quiesce` and `Db::close` ask for this: nothing runs,
+    /// so nothing should wait for a next checkout, and the views should not wait for the sweep.
+    pub(crate) fn release_idle(&self) {
+        let released = {
+            let mut state = self.lock();
+            let released = state.unpark_if_idle();
+            state.check(self.capacity);
+            released
+        };
+        drop(released);
     }
 
     /// The state is only ever changed in a few lines that cannot panic, so a poisoned lock
@@ -226,10 +247,7 @@ impl Drop for Sweep {
         let released = {
             let mut state = self.0.lock();
             state.sweep_due = false;
-            let released = match state.claims {
-                0 => std::mem::take(&mut state.parked),
-                _ => Vec::new(),
-            };
+            let released = state.unpark_if_idle();
             state.check(self.0.capacity);
             released
         };
@@ -242,5 +260,55 @@ impl Drop for Claim {
         if self.live {
             self.end(None, false);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::scratch::Scratch;
+
+    fn parked(handoff: &Handoff) -> usize {
+        handoff.lock().parked.len()
+    }
+
+    /// On a current-thread runtime a spawned sweep runs only when the test awaits, so each
+    /// step below sees the state the rules leave, not a race with the sweep.
+    #[tokio::test(flavor = "current_thread")]
+    async fn what_is_parked_goes_back_at_the_sweep_or_at_release_idle_only_with_no_claim_live() {
+        sqlx::any::install_default_drivers();
+        let scratch = Scratch::sqlite().unwrap();
+        let pool = sqlx::any::AnyPoolOptions::new()
+            .max_connections(2)
+            .connect(&format!("{}?mode=rwc", scratch.url))
+            .await
+            .unwrap();
+        let handoff = Arc::new(Handoff::new(2));
+
+        let mut first = handoff.claim();
+        let beside = handoff.claim();
+        first.end(Some(pool.acquire().await.unwrap()), true);
+        assert_eq!(parked(&handoff), 1, "parked while another claim is live");
+        handoff.release_idle();
+        assert_eq!(parked(&handoff), 1, "a live claim may still take it");
+        drop(beside);
+        assert_eq!(parked(&handoff), 1, "the last claim schedules a sweep");
+        assert!(handoff.lock().sweep_due);
+        handoff.release_idle();
+        assert_eq!(parked(&handoff), 0, "no claim live: back to sqlx at once");
+
+        let mut last = handoff.claim();
+        last.end(Some(pool.acquire().await.unwrap()), true);
+        assert_eq!(parked(&handoff), 1);
+        tokio::time::sleep(LINGER * 5).await;
+        assert_eq!(parked(&handoff), 0, "the sweep sent it back");
+        assert!(!handoff.lock().sweep_due);
+
+        let mut unclean = handoff.claim();
+        unclean.end(Some(pool.acquire().await.unwrap()), false);
+        assert_eq!(parked(&handoff), 0, "an unclean connection is never parked");
+
+        pool.close().await;
+        scratch.remove().await.unwrap();
     }
 }

@@ -498,13 +498,15 @@ impl Db {
     pub async fn quiesce(&self, deadline: Duration) -> Result<SessionViews, DbError> {
         let counts_connections = self.shared.backend == Backend::Postgres;
         let start = Instant::now();
-        settle(
-            start,
-            deadline,
-            "quiescence",
-            async || self.views().await,
-            |v| v.is_quiescent(counts_connections),
-        )
+        // A connection parked after the last operation is not a session; it would go back at
+        // the sweep, `LINGER` later: send it now (each look, in case an operation just ended).
+        let views = async || {
+            self.shared.handoff.release_idle();
+            self.views().await
+        };
+        settle(start, deadline, "quiescence", views, |v| {
+            v.is_quiescent(counts_connections)
+        })
         .await
     }
 
@@ -513,6 +515,7 @@ impl Db {
     pub async fn close(&self, deadline: Duration) -> Result<SessionViews, DbError> {
         let start = Instant::now();
         // `Pool::close` waits for every checked-out connection; a leaked one never comes back.
+        self.shared.handoff.release_idle();
         let _ = tokio::time::timeout(deadline, self.shared.pool.close()).await;
         let mut probe = self.shared.probe.lock().await;
         if self.shared.backend == Backend::Sqlite {
