@@ -188,13 +188,13 @@ where
 }
 
 /// Rounds of the no-collapse sweep, and one concurrency's slice in a round.
-pub const SWEEP_ROUNDS: usize = 7;
+pub const SWEEP_ROUNDS: usize = 15;
 pub const SWEEP_SLICE: Duration = Duration::from_millis(100);
 
 /// The no-collapse figure, measured interleaved: criterion measures each concurrency in its
 /// own window, and on a shared 2-core machine those windows differ by more than the 10% the
 /// check allows. Here every round runs `run(ops, count)` at each count (clients or tasks) for
-/// ~`SWEEP_SLICE` (sized by a calibration run), forwards then backwards in alternate rounds,
+/// ~`SWEEP_SLICE` (sized by a calibration run), in an order that moves every round,
 /// and the median rate per count over the rounds is printed as a `sweep\t{json}` line for
 /// scripts/bench.sh. The caller checks the session invariant after it.
 pub fn concurrency_sweep<F, Fut>(
@@ -217,7 +217,12 @@ pub fn concurrency_sweep<F, Fut>(
         .collect();
     let mut rates = vec![Vec::with_capacity(SWEEP_ROUNDS); counts.len()];
     for round in 0..SWEEP_ROUNDS {
-        let mut order: Vec<usize> = (0..counts.len()).collect();
+        // Rotated and alternately reversed, so every count takes every position in a round:
+        // work that recurs every few slices (a WAL checkpoint every ~2 slices of SQLite writes)
+        // lands on all counts alike instead of on every other one.
+        let mut order: Vec<usize> = (0..counts.len())
+            .map(|i| (i + round) % counts.len())
+            .collect();
         if round % 2 == 1 {
             order.reverse();
         }
