@@ -4,21 +4,14 @@
 
 mod common;
 
-use leakproof::db::scratch::Scratch;
 use leakproof::db::{Backend, Db, PoolConfig, SETTLE_DEADLINE, get, sql};
 use sqlx::{AnyConnection, Connection};
 
 /// 0002 copies each token's owner client and user login from its grant onto the token's row,
 /// where introspection reads them; a client-credentials token (no user) has no login.
 async fn token_owners_are_copied_from_their_grants(backend: Backend) {
-    let scratch = match backend {
-        Backend::Sqlite => Scratch::sqlite().expect("scratch sqlite"),
-        Backend::Postgres => {
-            let Some(url) = common::postgres_url() else {
-                return;
-            };
-            Scratch::postgres(&url).await.expect("scratch schema")
-        }
+    let Some(scratch) = common::scratch(backend).await else {
+        return;
     };
     sqlx::any::install_default_drivers();
     let raw_url = match backend {

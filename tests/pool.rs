@@ -50,14 +50,8 @@ both_backends!(a_failed_statement_is_never_parked, |env| {
         .await
         .expect_err("no such column");
     drop(b);
-    let settled = async {
-        while env.db.pool_view().checked_out() != 1 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    };
-    tokio::time::timeout(SHORT * 10, settled)
-        .await
-        .expect("b's connection back in sqlx's pool while a still runs");
+    // b's connection back in sqlx's pool while a still runs.
+    checked_out_settles_at(&env.db, 1).await;
     drop(a);
     env.db.quiesce(SHORT * 10).await.unwrap();
 });
@@ -99,7 +93,8 @@ both_backends!(
             .expect("the next checkout took the parked connection");
         drop(next);
         assert_eq!(env.db.ledger().view().open, 0);
-        swept_back(&env.db).await;
+        // Swept back to sqlx with no operation running.
+        checked_out_settles_at(&env.db, 0).await;
     }
 );
 
@@ -120,7 +115,7 @@ both_backends!(a_sweep_leaves_parked_what_a_live_claim_may_take, |env| {
         "taker's and the parked one: {views}"
     );
     drop(taker);
-    swept_back(&env.db).await;
+    checked_out_settles_at(&env.db, 0).await;
 });
 
 /// `count` connections opened and back in sqlx's idle queue.
@@ -134,16 +129,22 @@ async fn idle_in_sqlx(db: &leakproof::db::Db, count: u32) {
     assert_eq!(views.pool.idle, count, "{views}");
 }
 
-/// Waits, boundedly, until sqlx has every connection back, with no operation running.
-async fn swept_back(db: &leakproof::db::Db) {
+/// Waits, boundedly, until sqlx counts `checked_out` connections out, without asking for
+/// quiescence (which would end a linger itself).
+async fn checked_out_settles_at(db: &leakproof::db::Db, checked_out: u32) {
     let settled = async {
-        while db.pool_view().checked_out() != 0 {
+        while db.pool_view().checked_out() != checked_out {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
     };
-    tokio::time::timeout(SHORT, settled)
+    tokio::time::timeout(SHORT * 10, settled)
         .await
-        .unwrap_or_else(|_| panic!("not swept back to sqlx: {}", db.pool_view().checked_out()));
+        .unwrap_or_else(|_| {
+            panic!(
+                "sqlx counts {} checked out, expected {checked_out}",
+                db.pool_view().checked_out()
+            )
+        });
 }
 
 // SQLite: one writer at a time, and the others queue in `Db::tx` (in arrival order), so a
@@ -238,13 +239,7 @@ async fn load(db: &leakproof::db::Db, tasks: u32) {
 async fn every_idle_connection_killed() -> Option<common::Env> {
     let env = common::Env::new(Backend::Postgres).await?;
     let size = env.db.max_connections();
-    let mut held = Vec::new();
-    for _ in 0..size {
-        held.push(env.db.session("test.fill").await.unwrap());
-    }
-    drop(held);
-    let views = env.db.quiesce(SHORT * 10).await.unwrap();
-    assert_eq!(views.pool.idle, size, "{views}");
+    idle_in_sqlx(&env.db, size).await;
     assert_eq!(env.db.kill_connections().await.unwrap(), size);
     Some(env)
 }

@@ -78,14 +78,6 @@ impl State {
         );
     }
 
-    /// Every parked connection, if no claim is live (they go back to sqlx); else none.
-    fn unpark_if_idle(&mut self) -> Vec<Conn> {
-        match self.claims {
-            0 => std::mem::take(&mut self.parked),
-            _ => Vec::new(),
-        }
-    }
-
     /// Gives `conn` to the oldest waiter still waiting; back if there is none.
     fn hand_over(&mut self, mut conn: Conn) -> Option<Conn> {
         while let Some(waiter) = self.waiters.pop_front() {
@@ -119,12 +111,23 @@ impl Handoff {
     /// now rather than at the sweep. `Db::quiesce` and `Db::close` ask for this: nothing runs,
     /// so nothing should wait for a next checkout, and the views should not wait for the sweep.
     pub(crate) fn release_idle(&self) {
+        self.release(false);
+    }
+
+    /// With no claim live, every parked connection goes back to sqlx; with one, they stay
+    /// parked under the first rule. `sweep_ran`: the due sweep is this, so none is due after.
+    fn release(&self, sweep_ran: bool) {
         let released = {
             let mut state = self.lock();
-            let released = state.unpark_if_idle();
+            state.sweep_due &= !sweep_ran;
+            let released = match state.claims {
+                0 => std::mem::take(&mut state.parked),
+                _ => Vec::new(),
+            };
             state.check(self.capacity);
             released
         };
+        // Dropped outside the lock: each drop spawns sqlx's return-to-pool task.
         drop(released);
     }
 
@@ -244,14 +247,7 @@ impl Drop for Sweep {
     /// Sends every parked connection back to sqlx, unless a claim is live again: then they
     /// stay parked under the first rule, and the last claim to end schedules the next sweep.
     fn drop(&mut self) {
-        let released = {
-            let mut state = self.0.lock();
-            state.sweep_due = false;
-            let released = state.unpark_if_idle();
-            state.check(self.0.capacity);
-            released
-        };
-        drop(released);
+        self.0.release(true);
     }
 }
 

@@ -22,6 +22,16 @@ pub struct Env {
     scratch: Scratch,
 }
 
+/// A fresh database of `backend`; `None` for PostgreSQL without its URL (outside CI).
+pub async fn scratch(backend: Backend) -> Option<Scratch> {
+    Some(match backend {
+        Backend::Sqlite => Scratch::sqlite().expect("scratch sqlite"),
+        Backend::Postgres => Scratch::postgres(&postgres_url()?)
+            .await
+            .expect("scratch postgres schema"),
+    })
+}
+
 /// The PostgreSQL URL tests run against. Without it, PostgreSQL tests skip locally and fail in
 /// CI (`CI` set): a missing server must never pass for a green run.
 pub fn postgres_url() -> Option<String> {
@@ -39,12 +49,7 @@ pub fn postgres_url() -> Option<String> {
 
 impl Env {
     pub async fn new(backend: Backend) -> Option<Env> {
-        let scratch = match backend {
-            Backend::Sqlite => Scratch::sqlite().expect("scratch sqlite"),
-            Backend::Postgres => Scratch::postgres(&postgres_url()?)
-                .await
-                .expect("scratch postgres schema"),
-        };
+        let scratch = scratch(backend).await?;
         let db = Db::connect(&scratch.url).await.expect("connect");
         let clock = Arc::new(ManualClock::new());
         Some(Env {
