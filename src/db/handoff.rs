@@ -3,28 +3,44 @@
 //! sqlx 0.9 pings every connection it gets back (`Floating::return_to_pool`), and no option
 //! turns that off: an operation of one statement paid two round trips, and on PostgreSQL the
 //! pool reached about 0.6 of what the same connections did held directly (benches/ops.rs).
-//! So a guard that ends cleanly gives its connection to the longest-waiting checkout, or, if
-//! none waits, parks it for the next checkout.
+//! So a guard that ends cleanly parks its connection for the next checkout.
 //!
-//! This never hides a session, because of two rules kept under one lock:
+//! Who gets it: eventual fairness, as in parking_lot's mutex. Handing every connection to the
+//! oldest waiter makes each checkout past the pool's size a switch between tasks (a wake, and
+//! often a worker thread's park and unpark), and throughput fell to a fraction of one task's
+//! (benches/pool.rs: 0.15 of it on the bare cycle). So a released connection is parked and the
+//! oldest waiter told to look; if the releasing task checks out again first (its next
+//! operation), it takes it back. At least once per [`FAIR_TURN`] (divided among the pool's
+//! connections) a release hands its connection to the oldest waiter outright, so no waiter is
+//! passed over for long.
+//!
+//! This never hides a session, because of three rules kept under one lock:
 //! - A connection is parked only while another claim is live, or for at most [`LINGER`] after
 //!   the last claim ended: that claim schedules a sweep, which sends every parked connection
 //!   back to sqlx unless a claim is live again (whose end schedules the next). With no
 //!   operation running nothing stays parked, so quiescence and `close` see what they would
 //!   without this module, `LINGER` later (at once when they ask: `release_idle`). A sweep
 //!   that never gets to run (no runtime, or one shutting down) sweeps when it is dropped.
-//! - Nothing is parked while a checkout waits: it gets the connection.
+//! - Nothing is parked while a checkout waits unless one waiter has been told to look: it
+//!   takes a parked connection when it runs, or queues again at the front if another took it
+//!   (and is told again at the next release). A told waiter that stops waiting passes the word
+//!   on.
+//! - A waiter is never passed over for more than [`FAIR_TURN`] times the pool's size: a
+//!   release after that hands over outright.
 //!
 //! A waiting checkout also waits on sqlx's pool (for a new connection, or one a guard could
-//! not hand over), whichever comes first. Only a clean connection is handed over: no statement
-//! in flight, no transaction open, no error seen. Anything else takes sqlx's path (its ping, or
-//! a close), as before.
+//! not hand over), whichever comes first. Only a clean connection is parked or handed over:
+//! no statement in flight, no transaction open, no error seen. Anything else takes sqlx's path
+//! (its ping, or a close), as before.
 
 use sqlx::any::Any;
 use sqlx::pool::PoolConnection;
 use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 type Conn = PoolConnection<Any>;
@@ -36,15 +52,29 @@ type Conn = PoolConnection<Any>;
 /// at quiescence (which polls the views) does not notice.
 pub(crate) const LINGER: Duration = Duration::from_millis(1);
 
+/// How often, per connection, a release hands over to the oldest waiter instead of letting
+/// the releasing task take its connection back: parking_lot's figure. A hand-over costs a few
+/// microseconds; half a millisecond of operations between them keeps that cost to about one
+/// percent, and a waiter's extra wait to half a millisecond per connection-turn ahead of it.
+pub(crate) const FAIR_TURN: Duration = Duration::from_micros(500);
+
+/// Releases with a checkout waiting between two looks at the clock: reading it cost a tenth
+/// of a bare checkout cycle (benches/pool.rs), so a waiter may be passed over this many
+/// releases past its turn.
+const RELEASES_PER_CLOCK: u32 = 16;
+
 /// The parked connections of one `Db`, and who may still want one.
 #[derive(Debug)]
 pub(crate) struct Handoff {
     state: Mutex<State>,
     /// The pool's size: more can never be parked.
     capacity: usize,
+    /// [`FAIR_TURN`] shared among the pool's connections: the longest a release may park
+    /// while a checkout waits, counted from the last hand-over.
+    fair_every: Duration,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct State {
     parked: Vec<Conn>,
     /// Live claims: guards holding a connection and checkouts getting one.
@@ -53,9 +83,24 @@ struct State {
     /// checkout is gone (it got a pooled connection, or was cancelled) is closed; hand-overs
     /// skip those, and a claim's end clears them once they would outnumber the claims, so
     /// there are never more entries than claims and no step walks them all per checkout.
-    waiters: VecDeque<oneshot::Sender<Conn>>,
+    waiters: VecDeque<oneshot::Sender<Answer>>,
+    /// A waiter has been told to look at what is parked and has not looked yet.
+    told: bool,
+    /// From this instant, a release with a checkout waiting hands over outright.
+    hand_over_at: Instant,
+    /// Releases with a checkout waiting since the clock was last read.
+    unclocked: u32,
     /// A sweep is scheduled: what is parked may outlive the last claim until it runs.
     sweep_due: bool,
+}
+
+/// What a waiting checkout hears.
+#[derive(Debug)]
+pub(crate) enum Answer {
+    /// A connection handed over: it is yours.
+    Yours(Conn),
+    /// One was parked: look, and queue again at the front if another checkout took it.
+    Look,
 }
 
 impl State {
@@ -73,28 +118,81 @@ impl State {
             "parked with no claim live and no sweep due"
         );
         assert!(
-            self.parked.is_empty() || self.waiters.iter().all(|w| w.is_closed()),
-            "parked while a checkout waits"
+            self.parked.is_empty() || self.told || self.waiters.iter().all(|w| w.is_closed()),
+            "parked while a checkout waits untold"
         );
     }
 
-    /// Gives `conn` to the oldest waiter still waiting; back if there is none.
-    fn hand_over(&mut self, mut conn: Conn) -> Option<Conn> {
+    /// Sends `answer` to the oldest waiter still waiting; back if there is none.
+    fn answer_oldest(&mut self, mut answer: Answer) -> Option<Answer> {
         while let Some(waiter) = self.waiters.pop_front() {
-            match waiter.send(conn) {
+            match waiter.send(answer) {
                 Ok(()) => return None,
-                Err(unsent) => conn = unsent,
+                Err(unsent) => answer = unsent,
             }
         }
-        Some(conn)
+        Some(answer)
+    }
+
+    /// A clean connection no claim holds any more: to the oldest waiter if its turn is due,
+    /// else parked, with the oldest waiter told to look (unless one already was).
+    fn give(&mut self, conn: Conn, fair_every: Duration) {
+        // Entries of checkouts that went away wait for nothing.
+        while self.waiters.front().is_some_and(|w| w.is_closed()) {
+            self.waiters.pop_front();
+        }
+        if self.waiters.is_empty() {
+            self.parked.push(conn);
+            return;
+        }
+        self.unclocked += 1;
+        if self.unclocked >= RELEASES_PER_CLOCK {
+            self.unclocked = 0;
+            let now = Instant::now();
+            if now >= self.hand_over_at {
+                self.hand_over_at = now + fair_every;
+                match self.answer_oldest(Answer::Yours(conn)) {
+                    Some(Answer::Yours(conn)) => self.parked.push(conn),
+                    Some(Answer::Look) | None => {}
+                }
+                return;
+            }
+        }
+        self.parked.push(conn);
+        self.tell();
+    }
+
+    /// Whether a sweep must be scheduled: no claim is live, something is parked, and no sweep
+    /// is due yet (it is due from here on).
+    fn sweep_needed(&mut self) -> bool {
+        let sweep = self.claims == 0 && !self.parked.is_empty() && !self.sweep_due;
+        self.sweep_due |= sweep;
+        sweep
+    }
+
+    /// Tells the oldest waiter to look at what is parked, unless one was told already.
+    fn tell(&mut self) {
+        if !self.told && !self.parked.is_empty() {
+            self.told = self.answer_oldest(Answer::Look).is_none();
+        }
     }
 }
 
 impl Handoff {
     pub(crate) fn new(capacity: u32) -> Self {
+        let capacity = usize::try_from(capacity).unwrap_or(usize::MAX).max(1);
         Self {
-            state: Mutex::default(),
-            capacity: usize::try_from(capacity).unwrap_or(usize::MAX),
+            state: Mutex::new(State {
+                parked: Vec::new(),
+                claims: 0,
+                waiters: VecDeque::new(),
+                told: false,
+                hand_over_at: Instant::now(),
+                unclocked: 0,
+                sweep_due: false,
+            }),
+            capacity,
+            fair_every: FAIR_TURN / u32::try_from(capacity).unwrap_or(u32::MAX),
         }
     }
 
@@ -145,7 +243,8 @@ impl Handoff {
 pub(crate) enum Turn {
     /// Behind those already waiting.
     Queue,
-    /// Ahead of them: the SQLite writer whose turn it is, which every other writer waits for.
+    /// Ahead of them: the SQLite writer whose turn it is, which every other writer waits for,
+    /// or a waiter told to look that found nothing (it was the oldest).
     First,
 }
 
@@ -153,8 +252,8 @@ pub(crate) enum Turn {
 pub(crate) enum Source {
     /// A parked one, or one idle in sqlx's pool: no wait.
     Ready(Conn),
-    /// None ready: wait for a guard's hand-over (or on sqlx's pool, whichever is first).
-    HandedOver(oneshot::Receiver<Conn>),
+    /// None ready: wait for a release's answer (or on sqlx's pool, whichever is first).
+    Wait(Wait),
 }
 
 /// One guard's place among the claims. Dropping it without [`Claim::end`] ends it with no
@@ -168,11 +267,22 @@ pub(crate) struct Claim {
 impl Claim {
     /// A parked connection, else one `idle` gives (sqlx's idle queue, taken without waiting,
     /// which sqlx grants only when none of its own waiters is queued), else a place among the
-    /// waiters. One lock: nothing can be parked between the look and the wait.
-    pub(crate) fn source(&mut self, turn: Turn, idle: impl FnOnce() -> Option<Conn>) -> Source {
+    /// waiters. One lock: nothing can be parked between the look and the wait. `told`: this
+    /// checkout was told to look, so no waiter is told any more.
+    pub(crate) fn source(
+        &mut self,
+        turn: Turn,
+        told: bool,
+        idle: impl FnOnce() -> Option<Conn>,
+    ) -> Source {
         let mut state = self.handoff.lock();
+        state.told &= !told;
         let source = match state.parked.pop().or_else(idle) {
-            Some(conn) => Source::Ready(conn),
+            Some(conn) => {
+                // Another connection still parked: the next waiter may take it.
+                state.tell();
+                Source::Ready(conn)
+            }
             None => {
                 let (sender, receiver) = oneshot::channel();
                 // A retried checkout (its connection was dead) left its first entry behind.
@@ -183,16 +293,19 @@ impl Claim {
                     Turn::Queue => state.waiters.push_back(sender),
                     Turn::First => state.waiters.push_front(sender),
                 }
-                Source::HandedOver(receiver)
+                Source::Wait(Wait {
+                    receiver,
+                    handoff: Arc::clone(&self.handoff),
+                })
             }
         };
         state.check(self.handoff.capacity);
         source
     }
 
-    /// Ends the claim. A clean connection goes to a waiter, else is parked; if this was the
-    /// last claim, a sweep sends what is parked back to sqlx after [`LINGER`]. Anything else
-    /// goes back to sqlx at once.
+    /// Ends the claim. A clean connection goes to a waiter or is parked (`State::give`); if
+    /// this was the last claim, a sweep sends what is parked back to sqlx after [`LINGER`].
+    /// Anything else goes back to sqlx at once.
     pub(crate) fn end(&mut self, conn: Option<Conn>, clean: bool) {
         assert!(self.live, "a claim ended twice");
         self.live = false;
@@ -206,20 +319,64 @@ impl Claim {
             }
             let unclean = match conn {
                 Some(conn) if clean => {
-                    if let Some(conn) = state.hand_over(conn) {
-                        state.parked.push(conn);
-                    }
+                    state.give(conn, self.handoff.fair_every);
                     None
                 }
                 unclean => unclean,
             };
-            let sweep = state.claims == 0 && !state.parked.is_empty() && !state.sweep_due;
-            state.sweep_due |= sweep;
+            let sweep = state.sweep_needed();
             state.check(self.handoff.capacity);
             (unclean, sweep)
         };
         // Dropped outside the lock: each drop spawns sqlx's return-to-pool task.
         drop(unclean);
+        if sweep {
+            Sweep(Arc::clone(&self.handoff)).after(LINGER);
+        }
+    }
+}
+
+/// A checkout's wait for a release's answer. Dropped unanswered-for, it does not strand
+/// what it was sent: a connection handed over goes to the next waiter (or is parked), and
+/// the word to look passes to the next waiter.
+#[derive(Debug)]
+pub(crate) struct Wait {
+    receiver: oneshot::Receiver<Answer>,
+    handoff: Arc<Handoff>,
+}
+
+impl Future for Wait {
+    type Output = Answer;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Answer> {
+        match Pin::new(&mut self.receiver).poll(cx) {
+            Poll::Ready(Ok(answer)) => Poll::Ready(answer),
+            // Only a claim's end drops a waiter unanswered, and ours is live.
+            Poll::Ready(Err(_)) | Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl Drop for Wait {
+    fn drop(&mut self) {
+        self.receiver.close();
+        let Ok(unheard) = self.receiver.try_recv() else {
+            return;
+        };
+        let sweep = {
+            let mut state = self.handoff.lock();
+            match unheard {
+                Answer::Yours(conn) => state.give(conn, self.handoff.fair_every),
+                Answer::Look => {
+                    state.told = false;
+                    state.tell();
+                }
+            }
+            // Dropped after its checkout's claim: the sweep that claim's end would schedule.
+            let sweep = state.sweep_needed();
+            state.check(self.handoff.capacity);
+            sweep
+        };
         if sweep {
             Sweep(Arc::clone(&self.handoff)).after(LINGER);
         }
@@ -304,6 +461,163 @@ mod tests {
         unclean.end(Some(pool.acquire().await.unwrap()), false);
         assert_eq!(parked(&handoff), 0, "an unclean connection is never parked");
 
+        pool.close().await;
+        scratch.remove().await.unwrap();
+    }
+
+    /// What a waiting checkout has heard so far, without waiting (and without tokio's
+    /// cooperative budget, which a test that never yields would exhaust).
+    fn heard(wait: &mut Wait) -> Option<Answer> {
+        wait.receiver.try_recv().ok()
+    }
+
+    fn waiting(source: Source) -> Wait {
+        match source {
+            Source::Wait(wait) => wait,
+            Source::Ready(_) => panic!("expected to wait"),
+        }
+    }
+
+    async fn one_connection_pool(scratch: &Scratch) -> sqlx::AnyPool {
+        sqlx::any::install_default_drivers();
+        sqlx::any::AnyPoolOptions::new()
+            .max_connections(1)
+            .connect(&format!("{}?mode=rwc", scratch.url))
+            .await
+            .unwrap()
+    }
+
+    /// `releaser` ends its claim with `conn` and checks out again, up to `limit` times, while
+    /// `waiter` waits: every release either tells the waiter to look (it finds the releaser
+    /// took the connection back, and queues again at the front) or hands over outright.
+    /// Returns how many releases it took and the connection handed over, if one was.
+    fn release_until_handed_over(
+        handoff: &Arc<Handoff>,
+        releaser: &mut Claim,
+        mut conn: Conn,
+        waiter: &mut Claim,
+        limit: u32,
+    ) -> (u32, Result<Conn, Conn>) {
+        let mut wait = waiting(waiter.source(Turn::Queue, false, || None));
+        for release in 1..=limit {
+            releaser.end(Some(conn), true);
+            match heard(&mut wait) {
+                Some(Answer::Yours(conn)) => return (release, Ok(conn)),
+                Some(Answer::Look) => {}
+                None => panic!("a release with a checkout waiting tells it"),
+            }
+            *releaser = handoff.claim();
+            conn = match releaser.source(Turn::Queue, false, || None) {
+                Source::Ready(conn) => conn,
+                Source::Wait(_) => panic!("the releaser takes its parked connection back"),
+            };
+            assert!(handoff.lock().told, "told, and not looked yet");
+            wait = waiting(waiter.source(Turn::First, true, || None));
+            assert!(!handoff.lock().told, "looked, found nothing, queued again");
+        }
+        drop(wait);
+        (limit, Err(conn))
+    }
+
+    /// The releasing task takes its connection back while a waiter is only told to look, until
+    /// the waiter's turn is due: then, within `RELEASES_PER_CLOCK` releases, one hands over.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_releaser_takes_its_connection_back_until_the_waiters_turn_is_due() {
+        let scratch = Scratch::sqlite().unwrap();
+        let pool = one_connection_pool(&scratch).await;
+        let handoff = Arc::new(Handoff::new(1));
+        let mut first = handoff.claim();
+        let mut second = handoff.claim();
+        let conn = pool.acquire().await.unwrap();
+
+        // Due from the start: handed over at the first look at the clock.
+        let start = Instant::now();
+        let (releases, handed) =
+            release_until_handed_over(&handoff, &mut first, conn, &mut second, 100);
+        let Ok(conn) = handed else {
+            panic!("never handed over")
+        };
+        assert_eq!(releases, RELEASES_PER_CLOCK);
+        assert!(handoff.lock().hand_over_at >= start + handoff.fair_every);
+
+        // Not due: passed over, however many releases.
+        first = handoff.claim();
+        handoff.lock().hand_over_at = Instant::now() + Duration::from_secs(3600);
+        let (_, kept) = release_until_handed_over(&handoff, &mut second, conn, &mut first, 100);
+        let Err(conn) = kept else {
+            panic!("handed over before the turn was due")
+        };
+
+        // Due again.
+        handoff.lock().hand_over_at = Instant::now();
+        let (releases, handed) =
+            release_until_handed_over(&handoff, &mut second, conn, &mut first, 100);
+        let Ok(conn) = handed else {
+            panic!("never handed over")
+        };
+        assert!(releases <= RELEASES_PER_CLOCK);
+
+        first.end(Some(conn), true);
+        drop(second);
+        handoff.release_idle();
+        assert_eq!(parked(&handoff), 0);
+        pool.close().await;
+        scratch.remove().await.unwrap();
+    }
+
+    /// A waiter that goes away without looking passes the word on, and a connection handed to
+    /// one that went away goes to the next waiter, not back to sqlx.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_waiter_that_goes_away_passes_on_what_it_was_sent() {
+        let scratch = Scratch::sqlite().unwrap();
+        let pool = one_connection_pool(&scratch).await;
+        let handoff = Arc::new(Handoff::new(1));
+
+        let mut holder = handoff.claim();
+        let conn = pool.acquire().await.unwrap();
+        let mut gone = handoff.claim();
+        let gone_wait = waiting(gone.source(Turn::Queue, false, || None));
+        let mut next = handoff.claim();
+        let mut next_wait = waiting(next.source(Turn::Queue, false, || None));
+
+        holder.end(Some(conn), true);
+        assert_eq!(parked(&handoff), 1);
+        assert!(heard(&mut next_wait).is_none(), "only the oldest is told");
+        drop(gone_wait);
+        drop(gone);
+        assert!(
+            matches!(heard(&mut next_wait), Some(Answer::Look)),
+            "the word passed on"
+        );
+        let conn = match next.source(Turn::First, true, || None) {
+            Source::Ready(conn) => conn,
+            Source::Wait(_) => panic!("the parked connection is there to take"),
+        };
+
+        // A hand-over outright to a waiter that then goes away.
+        let mut gone = handoff.claim();
+        let gone_wait = waiting(gone.source(Turn::Queue, false, || None));
+        let mut last = handoff.claim();
+        let mut last_wait = waiting(last.source(Turn::Queue, false, || None));
+        handoff.lock().unclocked = RELEASES_PER_CLOCK - 1;
+        handoff.lock().hand_over_at = Instant::now();
+        next.end(Some(conn), true);
+        assert_eq!(parked(&handoff), 0, "handed over outright");
+        drop(gone_wait);
+        drop(gone);
+        let conn = match heard(&mut last_wait) {
+            Some(Answer::Yours(conn)) => conn,
+            Some(Answer::Look) => match last.source(Turn::First, true, || None) {
+                Source::Ready(conn) => conn,
+                Source::Wait(_) => panic!("the connection went to sqlx, not to the next waiter"),
+            },
+            None => panic!("the next waiter heard nothing"),
+        };
+        assert_eq!(pool.num_idle(), 0, "not back in sqlx's pool");
+
+        last.end(Some(conn), true);
+        handoff.release_idle();
+        assert_eq!(parked(&handoff), 0);
         pool.close().await;
         scratch.remove().await.unwrap();
     }

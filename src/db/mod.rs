@@ -21,7 +21,7 @@ pub use sqlx::Row;
 pub use sqlx::any::AnyRow as DbRow;
 pub use views::{LeakReport, PoolView, ServerView, SessionViews};
 
-use handoff::{Claim, Handoff, Source, Turn};
+use handoff::{Answer, Claim, Handoff, Source, Turn};
 use server::Probe;
 use sqlx::any::Any;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
@@ -31,7 +31,7 @@ use sqlx::{Connection, Executor};
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
 
@@ -101,12 +101,28 @@ struct Shared {
     /// Microseconds a checkout waits before giving up, if less than the pool's
     /// `acquire_timeout`; 0: the pool's own. See [`Db::set_acquire_patience`].
     patience_micros: AtomicU64,
+    /// Tasks finishing a wait on sqlx's pool that a full pool's checkout no longer needed
+    /// (`Db::finish_connecting`).
+    finishing: Arc<AtomicU32>,
     application_name: String,
     probe: Mutex<Probe>,
     /// SQLite: one writer at a time, queued here in arrival order. `BEGIN IMMEDIATE` already
     /// lets only one in, but the others wait in SQLite's busy handler, which sleeps in
     /// millisecond steps: under many writers throughput collapsed (benches/ops.rs).
     writer: Option<Arc<tokio::sync::Semaphore>>,
+}
+
+/// A finisher's place among those counted for a full pool, given back however its task ends.
+struct Finisher {
+    finishing: Option<Arc<AtomicU32>>,
+}
+
+impl Drop for Finisher {
+    fn drop(&mut self) {
+        if let Some(finishing) = &self.finishing {
+            finishing.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
 }
 
 static NEXT_DB: AtomicU64 = AtomicU64::new(0);
@@ -183,6 +199,7 @@ impl Db {
                 suspect: Arc::new(guard::Suspect::new(config.max_connections)),
                 handoff: Arc::new(Handoff::new(config.max_connections)),
                 patience_micros: AtomicU64::new(0),
+                finishing: Arc::new(AtomicU32::new(0)),
                 application_name,
                 probe: Mutex::new(probe),
                 writer: (backend == Backend::Sqlite)
@@ -295,18 +312,9 @@ impl Db {
             false => pool.try_acquire(),
             true => None,
         };
-        let handed_over = match claim.source(turn, idle) {
+        let mut wait = match claim.source(turn, false, idle) {
             Source::Ready(conn) => return Ok(conn),
-            Source::HandedOver(receiver) => receiver,
-        };
-        // A waiter that got a pooled connection leaves a closed entry, which the next hand-over
-        // or claim end drops.
-        let handed_over = async {
-            match handed_over.await {
-                Ok(conn) => conn,
-                // Only a claim's end drops a waiter unanswered, and ours is live.
-                Err(_) => std::future::pending().await,
-            }
+            Source::Wait(wait) => wait,
         };
         let mut pooled = Box::pin(self.shared.pool.acquire());
         let patience = self.patience();
@@ -316,39 +324,63 @@ impl Db {
                 None => std::future::pending().await,
             }
         };
+        tokio::pin!(give_up);
         // sqlx's acquire is cancel-safe: a checkout abandoned at the patience limit leaves
-        // nothing.
-        tokio::select! {
-            biased;
-            conn = handed_over => {
-                self.finish_connecting(pooled);
-                Ok(conn)
+        // nothing. A waiter that got a pooled connection leaves a closed entry, which the next
+        // release or claim end drops.
+        loop {
+            tokio::select! {
+                biased;
+                answer = &mut wait => {
+                    let conn = match answer {
+                        Answer::Yours(conn) => conn,
+                        // Told to look: a parked connection, else the front of the queue.
+                        Answer::Look => match claim.source(Turn::First, true, idle) {
+                            Source::Ready(conn) => conn,
+                            Source::Wait(next) => {
+                                wait = next;
+                                continue;
+                            }
+                        },
+                    };
+                    self.finish_connecting(pooled);
+                    return Ok(conn);
+                }
+                pooled = &mut pooled => return pooled.map_err(|e| self.acquire_error(holder, e)),
+                () = &mut give_up => return Err(DbError::AcquireTimeout {
+                    holder,
+                    waited: patience.unwrap_or_default(),
+                }),
             }
-            pooled = &mut pooled => pooled.map_err(|e| self.acquire_error(holder, e)),
-            () = give_up => Err(DbError::AcquireTimeout {
-                holder,
-                waited: patience.unwrap_or_default(),
-            }),
         }
     }
 
-    /// A checkout served by a hand-over drops its wait on sqlx's pool, unless the pool is still
-    /// growing: then that wait is opening a connection (on PostgreSQL, a backend forked for
-    /// it), which a task finishes and returns to the pool idle, for the next checkout. Dropped
-    /// instead, every new connection was thrown away half-open while hand-overs kept coming
-    /// (every ~100 µs, a connect takes milliseconds): under load the pool never grew, and 200
-    /// one-statement operations on 8 tasks took 150-290 ms instead of 2.5 ms. Known gap: sqlx
-    /// counts a connect in the pool's size from its start, so when every missing connection is
-    /// being opened at once the pool reads full and those waits are still dropped; the pool
-    /// then ends a connection or so short until the next load. (Counting the connections in
-    /// our hands instead cost a spawned task per hand-over under load: a handed-over
-    /// connection is in nobody's count until its checkout returns.)
+    /// A checkout served by a hand-over hands its wait on sqlx's pool to a task that finishes
+    /// it and returns what it gets to the pool idle: the wait may be opening a connection (on
+    /// PostgreSQL, a backend forked for it). Dropped instead, every new connection was thrown
+    /// away half-open while hand-overs kept coming (every ~100 µs, a connect takes
+    /// milliseconds): under load the pool never grew, and 200 one-statement operations on 8
+    /// tasks took 150-290 ms instead of 2.5 ms. sqlx counts a connect in the pool's size from
+    /// its start and says nothing of which wait is connecting, so a full pool may still have
+    /// connects in flight; there, at most one finisher per connection runs at a time (the
+    /// others are dropped): a finisher that was only queued for a connection holds none, and
+    /// gives up at the pool's acquire timeout.
     fn finish_connecting(&self, pooled: std::pin::Pin<Box<PoolAcquire>>) {
-        if self.shared.pool.size() >= self.max_connections() {
+        let max = self.max_connections();
+        let growing = self.shared.pool.size() < max;
+        let finishing = Arc::clone(&self.shared.finishing);
+        if !growing && finishing.fetch_add(1, Ordering::AcqRel) >= max {
+            finishing.fetch_sub(1, Ordering::AcqRel);
             return;
         }
+        let finisher = Finisher {
+            finishing: (!growing).then_some(finishing),
+        };
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move { drop(pooled.await) });
+            runtime.spawn(async move {
+                drop(pooled.await);
+                drop(finisher);
+            });
         }
     }
 
