@@ -206,6 +206,47 @@ both_backends!(from_one_connection_the_pool_grows_to_its_load, |env| {
     env.db.quiesce(SHORT * 10).await.unwrap();
 });
 
+// Past the pool's size a task may take its own connection back (eventual fairness), but
+// releases still hand over in turn: on one connection, every task runs its first operation
+// before any task has run all of its own. Handing over never, the first task would run all of
+// its operations before the second ran one.
+both_backends!(past_the_pool_size_every_task_gets_its_turn, |env| {
+    const TASKS: usize = 8;
+    const OPS: usize = 200;
+    let config = leakproof::db::PoolConfig {
+        max_connections: 1,
+        ..leakproof::db::PoolConfig::for_backend(env.db.backend())
+    };
+    let db = leakproof::db::Db::connect_with(env.db_url(), config)
+        .await
+        .unwrap();
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|_| {
+            let db = db.clone();
+            tokio::spawn(async move {
+                let mut first = None;
+                for _ in 0..OPS {
+                    let mut session = db.session("test.turns").await.unwrap();
+                    session.fetch_one(sql("SELECT 1 AS one")).await.unwrap();
+                    first.get_or_insert_with(Instant::now);
+                }
+                (first.unwrap(), Instant::now())
+            })
+        })
+        .collect();
+    let mut spans = Vec::new();
+    for task in tasks {
+        spans.push(task.await.unwrap());
+    }
+    let last_first = spans.iter().map(|(first, _)| *first).max().unwrap();
+    let first_done = spans.iter().map(|(_, done)| *done).min().unwrap();
+    assert!(
+        last_first < first_done,
+        "a task ran all {OPS} operations before another ran its first"
+    );
+    db.close(SHORT * 10).await.unwrap();
+});
+
 /// The pool once it holds `size` connections, or after 2 s (connects kept by a task may end
 /// after the load that started them).
 async fn grown_to(db: &leakproof::db::Db, size: u32) -> leakproof::db::PoolView {

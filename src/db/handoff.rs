@@ -25,8 +25,10 @@
 //!   takes a parked connection when it runs, or queues again at the front if another took it
 //!   (and is told again at the next release). A told waiter that stops waiting passes the word
 //!   on.
-//! - A waiter is never passed over for more than [`FAIR_TURN`] times the pool's size: a
-//!   release after that hands over outright.
+//! - Releases hand over outright at least once per [`FAIR_TURN`] divided among the pool's
+//!   connections (give or take [`RELEASES_PER_CLOCK`] releases): to the oldest waiter, or, if
+//!   one is told, kept parked for it alone (it was the oldest). So a waiter is passed over for
+//!   at most about that long per waiter ahead of it.
 //!
 //! A waiting checkout also waits on sqlx's pool (for a new connection, or one a guard could
 //! not hand over), whichever comes first. Only a clean connection is parked or handed over:
@@ -86,6 +88,9 @@ struct State {
     waiters: VecDeque<oneshot::Sender<Answer>>,
     /// A waiter has been told to look at what is parked and has not looked yet.
     told: bool,
+    /// Parked connections kept for the told waiter: its turn came while it was told, so only
+    /// it may take them. Never more than are parked, and none unless a waiter is told.
+    reserved: usize,
     /// From this instant, a release with a checkout waiting hands over outright.
     hand_over_at: Instant,
     /// Releases with a checkout waiting since the clock was last read.
@@ -121,6 +126,10 @@ impl State {
             self.parked.is_empty() || self.told || self.waiters.iter().all(|w| w.is_closed()),
             "parked while a checkout waits untold"
         );
+        assert!(
+            self.reserved <= self.parked.len() && (self.reserved == 0 || self.told),
+            "reserved for nobody"
+        );
     }
 
     /// Sends `answer` to the oldest waiter still waiting; back if there is none.
@@ -134,14 +143,15 @@ impl State {
         Some(answer)
     }
 
-    /// A clean connection no claim holds any more: to the oldest waiter if its turn is due,
+    /// A clean connection no claim holds any more: to the oldest waiter if its turn is due
+    /// (kept for it if it is the told one: it was the oldest, and has no entry to send to),
     /// else parked, with the oldest waiter told to look (unless one already was).
     fn give(&mut self, conn: Conn, fair_every: Duration) {
         // Entries of checkouts that went away wait for nothing.
         while self.waiters.front().is_some_and(|w| w.is_closed()) {
             self.waiters.pop_front();
         }
-        if self.waiters.is_empty() {
+        if self.waiters.is_empty() && !self.told {
             self.parked.push(conn);
             return;
         }
@@ -151,6 +161,11 @@ impl State {
             let now = Instant::now();
             if now >= self.hand_over_at {
                 self.hand_over_at = now + fair_every;
+                if self.told {
+                    self.parked.push(conn);
+                    self.reserved += 1;
+                    return;
+                }
                 match self.answer_oldest(Answer::Yours(conn)) {
                     Some(Answer::Yours(conn)) => self.parked.push(conn),
                     Some(Answer::Look) | None => {}
@@ -175,6 +190,9 @@ impl State {
         if !self.told && !self.parked.is_empty() {
             self.told = self.answer_oldest(Answer::Look).is_none();
         }
+        if !self.told {
+            self.reserved = 0;
+        }
     }
 }
 
@@ -187,6 +205,7 @@ impl Handoff {
                 claims: 0,
                 waiters: VecDeque::new(),
                 told: false,
+                reserved: 0,
                 hand_over_at: Instant::now(),
                 unclocked: 0,
                 sweep_due: false,
@@ -219,7 +238,10 @@ impl Handoff {
             let mut state = self.lock();
             state.sweep_due &= !sweep_ran;
             let released = match state.claims {
-                0 => std::mem::take(&mut state.parked),
+                0 => {
+                    state.reserved = 0;
+                    std::mem::take(&mut state.parked)
+                }
                 _ => Vec::new(),
             };
             state.check(self.capacity);
@@ -277,7 +299,16 @@ impl Claim {
     ) -> Source {
         let mut state = self.handoff.lock();
         state.told &= !told;
-        let source = match state.parked.pop().or_else(idle) {
+        // What is reserved only the told waiter takes.
+        let parked = match told {
+            true => {
+                state.reserved = state.reserved.saturating_sub(1);
+                state.parked.pop()
+            }
+            false if state.parked.len() > state.reserved => state.parked.pop(),
+            false => None,
+        };
+        let source = match parked.or_else(idle) {
             Some(conn) => {
                 // Another connection still parked: the next waiter may take it.
                 state.tell();
@@ -616,6 +647,48 @@ mod tests {
         assert_eq!(pool.num_idle(), 0, "not back in sqlx's pool");
 
         last.end(Some(conn), true);
+        handoff.release_idle();
+        assert_eq!(parked(&handoff), 0);
+        pool.close().await;
+        scratch.remove().await.unwrap();
+    }
+
+    /// A turn that comes due while the oldest waiter is told (it has no entry in the queue to
+    /// be sent to) is kept parked for it: a checkout that comes before it looks waits.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_turn_due_while_the_oldest_is_told_is_kept_for_it() {
+        let scratch = Scratch::sqlite().unwrap();
+        let pool = one_connection_pool(&scratch).await;
+        let handoff = Arc::new(Handoff::new(1));
+        let mut holder = handoff.claim();
+        let conn = pool.acquire().await.unwrap();
+        let mut oldest = handoff.claim();
+        let mut oldest_wait = waiting(oldest.source(Turn::Queue, false, || None));
+
+        holder.end(Some(conn), true);
+        assert!(matches!(heard(&mut oldest_wait), Some(Answer::Look)));
+        holder = handoff.claim();
+        let Source::Ready(conn) = holder.source(Turn::Queue, false, || None) else {
+            panic!("the releaser takes its parked connection back")
+        };
+        {
+            let mut state = handoff.lock();
+            state.unclocked = RELEASES_PER_CLOCK - 1;
+            state.hand_over_at = Instant::now();
+        }
+        holder.end(Some(conn), true);
+        assert_eq!((parked(&handoff), handoff.lock().reserved), (1, 1));
+
+        let mut later = handoff.claim();
+        let later_wait = waiting(later.source(Turn::Queue, false, || None));
+        let Source::Ready(conn) = oldest.source(Turn::First, true, || None) else {
+            panic!("the told waiter takes what was kept for it")
+        };
+        assert_eq!(handoff.lock().reserved, 0);
+
+        drop(later_wait);
+        drop(later);
+        oldest.end(Some(conn), true);
         handoff.release_idle();
         assert_eq!(parked(&handoff), 0);
         pool.close().await;
