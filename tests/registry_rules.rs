@@ -1271,6 +1271,41 @@ both_backends!(concurrent_downloads_are_all_counted, |env| {
     assert_eq!(busy.info.downloads, 20);
 });
 
+// Downloads and yanks of one version at once: every write to a crate takes the crate's row
+// before a version's, so none waits on another in a cycle. A download that took the version's
+// row first met a yank holding the crate's, and PostgreSQL aborted one of them with "deadlock
+// detected" (found by the soak).
+both_backends!(concurrent_downloads_and_yanks_never_deadlock, |env| {
+    let alice = env.user_token("alice", ALL).await;
+    env.registry
+        .publish(&alice, &common::publish("contended", "1.0.0"))
+        .await
+        .unwrap();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..4 {
+        let registry = env.registry.clone();
+        let token = alice.clone();
+        tasks.spawn(async move {
+            for round in 0..50 {
+                if i % 2 == 0 {
+                    registry.download("contended", "1.0.0").await?;
+                } else {
+                    registry
+                        .set_yanked(&token, "contended", "1.0.0", round % 2 == 0)
+                        .await?;
+                }
+            }
+            Ok::<_, leakproof::Error>(())
+        });
+    }
+    while let Some(joined) = tasks.join_next().await {
+        joined.expect("task").expect("no download or yank fails");
+    }
+    let contended = existing(&env, "contended").await;
+    assert_eq!(version(&contended, "1.0.0").downloads, 100);
+    assert_eq!(contended.info.downloads, 100);
+});
+
 // ---------------------------------------------------------------------------------------------
 // Concurrency
 

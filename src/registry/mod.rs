@@ -314,9 +314,18 @@ impl Registry {
                 )
                 .await?;
         }
+        // The crate's row first, as every write to a crate takes it (`lock_crate`): one lock
+        // order everywhere. Version first, a download and a yank of the same crate each held
+        // the row the other wanted, and PostgreSQL broke the cycle with "deadlock detected"
+        // (found by the soak). An unknown version rolls the count back with the rest.
+        #[cfg(not(feature = "mutant-half-applied-download"))]
+        let lock_and_count = "UPDATE crates SET downloads = downloads + 1 WHERE name_key = $1 \
+                              RETURNING id";
+        #[cfg(feature = "mutant-half-applied-download")]
+        let lock_and_count = "SELECT id FROM crates WHERE name_key = $1";
         let mut tx = self.db.tx("registry.download").await?;
         let crate_row = tx
-            .fetch_optional(sql("SELECT id FROM crates WHERE name_key = $1").bind(&name.key))
+            .fetch_optional(sql(lock_and_count).bind(&name.key))
             .await?
             .ok_or(Rejection::UnknownCrate)?;
         let crate_id: i64 = get(&crate_row, "id")?;
@@ -329,9 +338,6 @@ impl Registry {
             )
             .await?
             .ok_or(Rejection::UnknownVersion)?;
-        #[cfg(not(feature = "mutant-half-applied-download"))]
-        tx.execute(sql("UPDATE crates SET downloads = downloads + 1 WHERE id = $1").bind(crate_id))
-            .await?;
         let checksum = get(&row, "checksum")?;
         tx.commit().await?;
         Ok(checksum)
