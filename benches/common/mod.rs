@@ -218,8 +218,8 @@ pub fn concurrency_sweep<F, Fut>(
     let mut rates = vec![Vec::with_capacity(SWEEP_ROUNDS); counts.len()];
     for round in 0..SWEEP_ROUNDS {
         // Rotated and alternately reversed, so every count takes every position in a round:
-        // work that recurs every few slices (a WAL checkpoint every ~2 slices of SQLite writes)
-        // lands on all counts alike instead of on every other one.
+        // work that recurs every few slices (SQLite's WAL checkpoint, where a bench does not
+        // run one before each slice) lands on all counts alike instead of on every other one.
         let mut order: Vec<usize> = (0..counts.len())
             .map(|i| (i + round) % counts.len())
             .collect();

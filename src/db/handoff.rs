@@ -326,6 +326,7 @@ impl Claim {
                 }
                 Source::Wait(Wait {
                     receiver,
+                    done: false,
                     handoff: Arc::clone(&self.handoff),
                 })
             }
@@ -373,6 +374,8 @@ impl Claim {
 #[derive(Debug)]
 pub(crate) struct Wait {
     receiver: oneshot::Receiver<Answer>,
+    /// The receiver has returned, and polling it again would panic.
+    done: bool,
     handoff: Arc<Handoff>,
 }
 
@@ -380,10 +383,16 @@ impl Future for Wait {
     type Output = Answer;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Answer> {
-        match Pin::new(&mut self.receiver).poll(cx) {
-            Poll::Ready(Ok(answer)) => Poll::Ready(answer),
-            // Only a claim's end drops a waiter unanswered, and ours is live.
-            Poll::Ready(Err(_)) | Poll::Pending => Poll::Pending,
+        if self.done {
+            return Poll::Pending;
+        }
+        let heard = std::task::ready!(Pin::new(&mut self.receiver).poll(cx));
+        self.done = true;
+        match heard {
+            Ok(answer) => Poll::Ready(answer),
+            // A sender dropped unanswered (only with the handoff itself): the checkout still
+            // waits on sqlx's pool and its patience.
+            Err(_) => Poll::Pending,
         }
     }
 }
@@ -456,44 +465,68 @@ mod tests {
         handoff.lock().parked.len()
     }
 
+    /// A handoff beside a sqlx pool of `size` on a scratch SQLite file.
+    struct Rig {
+        scratch: Scratch,
+        pool: sqlx::AnyPool,
+        handoff: Arc<Handoff>,
+    }
+
+    impl Rig {
+        async fn new(size: u32) -> Rig {
+            sqlx::any::install_default_drivers();
+            let scratch = Scratch::sqlite().unwrap();
+            let pool = sqlx::any::AnyPoolOptions::new()
+                .max_connections(size)
+                .connect(&format!("{}?mode=rwc", scratch.url))
+                .await
+                .unwrap();
+            Rig {
+                scratch,
+                pool,
+                handoff: Arc::new(Handoff::new(size)),
+            }
+        }
+
+        /// With every claim ended, nothing stays parked; then the pool and file go.
+        async fn finish(self) {
+            self.handoff.release_idle();
+            assert_eq!(parked(&self.handoff), 0);
+            self.pool.close().await;
+            self.scratch.remove().await.unwrap();
+        }
+    }
+
     /// On a current-thread runtime a spawned sweep runs only when the test awaits, so each
     /// step below sees the state the rules leave, not a race with the sweep.
     #[tokio::test(flavor = "current_thread")]
     async fn what_is_parked_goes_back_at_the_sweep_or_at_release_idle_only_with_no_claim_live() {
-        sqlx::any::install_default_drivers();
-        let scratch = Scratch::sqlite().unwrap();
-        let pool = sqlx::any::AnyPoolOptions::new()
-            .max_connections(2)
-            .connect(&format!("{}?mode=rwc", scratch.url))
-            .await
-            .unwrap();
-        let handoff = Arc::new(Handoff::new(2));
+        let rig = Rig::new(2).await;
+        let (pool, handoff) = (&rig.pool, &rig.handoff);
 
         let mut first = handoff.claim();
         let beside = handoff.claim();
         first.end(Some(pool.acquire().await.unwrap()), true);
-        assert_eq!(parked(&handoff), 1, "parked while another claim is live");
+        assert_eq!(parked(handoff), 1, "parked while another claim is live");
         handoff.release_idle();
-        assert_eq!(parked(&handoff), 1, "a live claim may still take it");
+        assert_eq!(parked(handoff), 1, "a live claim may still take it");
         drop(beside);
-        assert_eq!(parked(&handoff), 1, "the last claim schedules a sweep");
+        assert_eq!(parked(handoff), 1, "the last claim schedules a sweep");
         assert!(handoff.lock().sweep_due);
         handoff.release_idle();
-        assert_eq!(parked(&handoff), 0, "no claim live: back to sqlx at once");
+        assert_eq!(parked(handoff), 0, "no claim live: back to sqlx at once");
 
         let mut last = handoff.claim();
         last.end(Some(pool.acquire().await.unwrap()), true);
-        assert_eq!(parked(&handoff), 1);
+        assert_eq!(parked(handoff), 1);
         tokio::time::sleep(LINGER * 5).await;
-        assert_eq!(parked(&handoff), 0, "the sweep sent it back");
+        assert_eq!(parked(handoff), 0, "the sweep sent it back");
         assert!(!handoff.lock().sweep_due);
 
         let mut unclean = handoff.claim();
         unclean.end(Some(pool.acquire().await.unwrap()), false);
-        assert_eq!(parked(&handoff), 0, "an unclean connection is never parked");
-
-        pool.close().await;
-        scratch.remove().await.unwrap();
+        assert_eq!(parked(handoff), 0, "an unclean connection is never parked");
+        rig.finish().await;
     }
 
     /// What a waiting checkout has heard so far, without waiting (and without tokio's
@@ -509,13 +542,18 @@ mod tests {
         }
     }
 
-    async fn one_connection_pool(scratch: &Scratch) -> sqlx::AnyPool {
-        sqlx::any::install_default_drivers();
-        sqlx::any::AnyPoolOptions::new()
-            .max_connections(1)
-            .connect(&format!("{}?mode=rwc", scratch.url))
-            .await
-            .unwrap()
+    fn ready(source: Source, why: &str) -> Conn {
+        match source {
+            Source::Ready(conn) => conn,
+            Source::Wait(_) => panic!("expected a connection: {why}"),
+        }
+    }
+
+    /// Makes the next release with a checkout waiting look at the clock, and find a turn due.
+    fn turn_due_at_next_release(handoff: &Handoff) {
+        let mut state = handoff.lock();
+        state.unclocked = RELEASES_PER_CLOCK - 1;
+        state.hand_over_at = Instant::now();
     }
 
     /// `releaser` ends its claim with `conn` and checks out again, up to `limit` times, while
@@ -538,10 +576,10 @@ mod tests {
                 None => panic!("a release with a checkout waiting tells it"),
             }
             *releaser = handoff.claim();
-            conn = match releaser.source(Turn::Queue, false, || None) {
-                Source::Ready(conn) => conn,
-                Source::Wait(_) => panic!("the releaser takes its parked connection back"),
-            };
+            conn = ready(
+                releaser.source(Turn::Queue, false, || None),
+                "the releaser takes its parked connection back",
+            );
             assert!(handoff.lock().told, "told, and not looked yet");
             wait = waiting(waiter.source(Turn::First, true, || None));
             assert!(!handoff.lock().told, "looked, found nothing, queued again");
@@ -554,9 +592,8 @@ mod tests {
     /// the waiter's turn is due: then, within `RELEASES_PER_CLOCK` releases, one hands over.
     #[tokio::test(flavor = "current_thread")]
     async fn a_releaser_takes_its_connection_back_until_the_waiters_turn_is_due() {
-        let scratch = Scratch::sqlite().unwrap();
-        let pool = one_connection_pool(&scratch).await;
-        let handoff = Arc::new(Handoff::new(1));
+        let rig = Rig::new(1).await;
+        let (pool, handoff) = (&rig.pool, &rig.handoff);
         let mut first = handoff.claim();
         let mut second = handoff.claim();
         let conn = pool.acquire().await.unwrap();
@@ -564,7 +601,7 @@ mod tests {
         // Due from the start: handed over at the first look at the clock.
         let start = Instant::now();
         let (releases, handed) =
-            release_until_handed_over(&handoff, &mut first, conn, &mut second, 100);
+            release_until_handed_over(handoff, &mut first, conn, &mut second, 100);
         let Ok(conn) = handed else {
             panic!("never handed over")
         };
@@ -574,7 +611,7 @@ mod tests {
         // Not due: passed over, however many releases.
         first = handoff.claim();
         handoff.lock().hand_over_at = Instant::now() + Duration::from_secs(3600);
-        let (_, kept) = release_until_handed_over(&handoff, &mut second, conn, &mut first, 100);
+        let (_, kept) = release_until_handed_over(handoff, &mut second, conn, &mut first, 100);
         let Err(conn) = kept else {
             panic!("handed over before the turn was due")
         };
@@ -582,7 +619,7 @@ mod tests {
         // Due again.
         handoff.lock().hand_over_at = Instant::now();
         let (releases, handed) =
-            release_until_handed_over(&handoff, &mut second, conn, &mut first, 100);
+            release_until_handed_over(handoff, &mut second, conn, &mut first, 100);
         let Ok(conn) = handed else {
             panic!("never handed over")
         };
@@ -590,19 +627,15 @@ mod tests {
 
         first.end(Some(conn), true);
         drop(second);
-        handoff.release_idle();
-        assert_eq!(parked(&handoff), 0);
-        pool.close().await;
-        scratch.remove().await.unwrap();
+        rig.finish().await;
     }
 
     /// A waiter that goes away without looking passes the word on, and a connection handed to
     /// one that went away goes to the next waiter, not back to sqlx.
     #[tokio::test(flavor = "current_thread")]
     async fn a_waiter_that_goes_away_passes_on_what_it_was_sent() {
-        let scratch = Scratch::sqlite().unwrap();
-        let pool = one_connection_pool(&scratch).await;
-        let handoff = Arc::new(Handoff::new(1));
+        let rig = Rig::new(1).await;
+        let (pool, handoff) = (&rig.pool, &rig.handoff);
 
         let mut holder = handoff.claim();
         let conn = pool.acquire().await.unwrap();
@@ -612,7 +645,7 @@ mod tests {
         let mut next_wait = waiting(next.source(Turn::Queue, false, || None));
 
         holder.end(Some(conn), true);
-        assert_eq!(parked(&handoff), 1);
+        assert_eq!(parked(handoff), 1);
         assert!(heard(&mut next_wait).is_none(), "only the oldest is told");
         drop(gone_wait);
         drop(gone);
@@ -620,46 +653,41 @@ mod tests {
             matches!(heard(&mut next_wait), Some(Answer::Look)),
             "the word passed on"
         );
-        let conn = match next.source(Turn::First, true, || None) {
-            Source::Ready(conn) => conn,
-            Source::Wait(_) => panic!("the parked connection is there to take"),
-        };
+        let conn = ready(
+            next.source(Turn::First, true, || None),
+            "the parked connection is there to take",
+        );
 
         // A hand-over outright to a waiter that then goes away.
         let mut gone = handoff.claim();
         let gone_wait = waiting(gone.source(Turn::Queue, false, || None));
         let mut last = handoff.claim();
         let mut last_wait = waiting(last.source(Turn::Queue, false, || None));
-        handoff.lock().unclocked = RELEASES_PER_CLOCK - 1;
-        handoff.lock().hand_over_at = Instant::now();
+        turn_due_at_next_release(handoff);
         next.end(Some(conn), true);
-        assert_eq!(parked(&handoff), 0, "handed over outright");
+        assert_eq!(parked(handoff), 0, "handed over outright");
         drop(gone_wait);
         drop(gone);
         let conn = match heard(&mut last_wait) {
             Some(Answer::Yours(conn)) => conn,
-            Some(Answer::Look) => match last.source(Turn::First, true, || None) {
-                Source::Ready(conn) => conn,
-                Source::Wait(_) => panic!("the connection went to sqlx, not to the next waiter"),
-            },
+            Some(Answer::Look) => ready(
+                last.source(Turn::First, true, || None),
+                "the connection went to the next waiter, not to sqlx",
+            ),
             None => panic!("the next waiter heard nothing"),
         };
         assert_eq!(pool.num_idle(), 0, "not back in sqlx's pool");
 
         last.end(Some(conn), true);
-        handoff.release_idle();
-        assert_eq!(parked(&handoff), 0);
-        pool.close().await;
-        scratch.remove().await.unwrap();
+        rig.finish().await;
     }
 
     /// A turn that comes due while the oldest waiter is told (it has no entry in the queue to
     /// be sent to) is kept parked for it: a checkout that comes before it looks waits.
     #[tokio::test(flavor = "current_thread")]
     async fn a_turn_due_while_the_oldest_is_told_is_kept_for_it() {
-        let scratch = Scratch::sqlite().unwrap();
-        let pool = one_connection_pool(&scratch).await;
-        let handoff = Arc::new(Handoff::new(1));
+        let rig = Rig::new(1).await;
+        let (pool, handoff) = (&rig.pool, &rig.handoff);
         let mut holder = handoff.claim();
         let conn = pool.acquire().await.unwrap();
         let mut oldest = handoff.claim();
@@ -668,30 +696,42 @@ mod tests {
         holder.end(Some(conn), true);
         assert!(matches!(heard(&mut oldest_wait), Some(Answer::Look)));
         holder = handoff.claim();
-        let Source::Ready(conn) = holder.source(Turn::Queue, false, || None) else {
-            panic!("the releaser takes its parked connection back")
-        };
-        {
-            let mut state = handoff.lock();
-            state.unclocked = RELEASES_PER_CLOCK - 1;
-            state.hand_over_at = Instant::now();
-        }
+        let conn = ready(
+            holder.source(Turn::Queue, false, || None),
+            "the releaser takes its parked connection back",
+        );
+        turn_due_at_next_release(handoff);
         holder.end(Some(conn), true);
-        assert_eq!((parked(&handoff), handoff.lock().reserved), (1, 1));
+        assert_eq!((parked(handoff), handoff.lock().reserved), (1, 1));
 
         let mut later = handoff.claim();
         let later_wait = waiting(later.source(Turn::Queue, false, || None));
-        let Source::Ready(conn) = oldest.source(Turn::First, true, || None) else {
-            panic!("the told waiter takes what was kept for it")
-        };
+        let conn = ready(
+            oldest.source(Turn::First, true, || None),
+            "the told waiter takes what was kept for it",
+        );
         assert_eq!(handoff.lock().reserved, 0);
 
         drop(later_wait);
         drop(later);
         oldest.end(Some(conn), true);
-        handoff.release_idle();
-        assert_eq!(parked(&handoff), 0);
-        pool.close().await;
-        scratch.remove().await.unwrap();
+        rig.finish().await;
+    }
+
+    /// A sender dropped unanswered leaves the wait pending, however often it is polled (a
+    /// oneshot receiver polled again after it returned panics).
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_wait_whose_sender_is_gone_stays_pending() {
+        let rig = Rig::new(1).await;
+        let mut waiter = rig.handoff.claim();
+        let mut wait = waiting(waiter.source(Turn::Queue, false, || None));
+        rig.handoff.lock().waiters.clear();
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        for _ in 0..2 {
+            assert!(Pin::new(&mut wait).poll(&mut cx).is_pending());
+        }
+        drop(wait);
+        drop(waiter);
+        rig.finish().await;
     }
 }

@@ -101,7 +101,7 @@ struct Shared {
     /// Microseconds a checkout waits before giving up, if less than the pool's
     /// `acquire_timeout`; 0: the pool's own. See [`Db::set_acquire_patience`].
     patience_micros: AtomicU64,
-    /// Tasks finishing a wait on sqlx's pool that a full pool's checkout no longer needed
+    /// Tasks finishing a wait on sqlx's pool that its checkout no longer needed
     /// (`Db::finish_connecting`).
     finishing: Arc<AtomicU32>,
     application_name: String,
@@ -112,16 +112,12 @@ struct Shared {
     writer: Option<Arc<tokio::sync::Semaphore>>,
 }
 
-/// A finisher's place among those counted for a full pool, given back however its task ends.
-struct Finisher {
-    finishing: Option<Arc<AtomicU32>>,
-}
+/// A finisher's place in the count, given back however its task ends.
+struct Finisher(Arc<AtomicU32>);
 
 impl Drop for Finisher {
     fn drop(&mut self) {
-        if let Some(finishing) = &self.finishing {
-            finishing.fetch_sub(1, Ordering::AcqRel);
-        }
+        self.0.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -367,15 +363,11 @@ impl Db {
     /// gives up at the pool's acquire timeout.
     fn finish_connecting(&self, pooled: std::pin::Pin<Box<PoolAcquire>>) {
         let max = self.max_connections();
-        let growing = self.shared.pool.size() < max;
-        let finishing = Arc::clone(&self.shared.finishing);
-        if !growing && finishing.fetch_add(1, Ordering::AcqRel) >= max {
-            finishing.fetch_sub(1, Ordering::AcqRel);
+        let running = self.shared.finishing.fetch_add(1, Ordering::AcqRel);
+        let finisher = Finisher(Arc::clone(&self.shared.finishing));
+        if running >= max && self.shared.pool.size() >= max {
             return;
         }
-        let finisher = Finisher {
-            finishing: (!growing).then_some(finishing),
-        };
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
                 drop(pooled.await);
