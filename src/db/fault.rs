@@ -4,9 +4,11 @@
 //! Unarmed, a point costs one relaxed atomic load.
 //!
 //! Cuts are the harness's cancellations, made deterministic. Every await on the database (a
-//! checkout, `BEGIN`, a statement, `COMMIT`, `ROLLBACK`) is counted; the one a cut is armed for
-//! is started (polled once: a statement is sent) and then never finishes, and the harness drops
-//! the operation's future there. Dropping a future after so many polls instead would cut it at
+//! checkout, `BEGIN`, a statement, `COMMIT`, `ROLLBACK`) is counted, from the first time the
+//! harness asks (arms a cut, or reads the count; until then a count costs one relaxed load, not
+//! a write every core contends for); the one a cut is armed for is started (polled once: a
+//! statement is sent) and then never finishes, and the harness drops the operation's future
+//! there. Dropping a future after so many polls instead would cut it at
 //! a point that moves with the machine's timing (whether an answer is there at the next poll),
 //! and a failure found that way could not be shrunk: each re-run would cut somewhere else.
 
@@ -53,7 +55,9 @@ pub const INJECTED_PANIC: &str = "leakproof: injected panic";
 pub(crate) struct Faults {
     armed: AtomicBool,
     state: Mutex<Armed>,
-    /// Awaits on the database started so far.
+    /// Awaits are counted: the harness asked for a cut or for the count.
+    counting: AtomicBool,
+    /// Awaits on the database started since counting began.
     awaits: AtomicU64,
     /// The count of the await to cut ([`NO_CUT`]: none).
     cut_at: AtomicU64,
@@ -67,6 +71,7 @@ impl Default for Faults {
         Self {
             armed: AtomicBool::new(false),
             state: Mutex::default(),
+            counting: AtomicBool::new(false),
             awaits: AtomicU64::new(0),
             cut_at: AtomicU64::new(NO_CUT),
             cut_reached: AtomicBool::new(false),
@@ -135,6 +140,7 @@ impl Faults {
 impl Faults {
     /// Arms a cut at the `at`-th await on the database from now (0: the very next one).
     pub(crate) fn arm_cut(&self, at: u32) {
+        self.counting.store(true, Ordering::Relaxed);
         self.cut_reached.store(false, Ordering::Relaxed);
         let at = self.awaits.load(Ordering::Relaxed) + u64::from(at);
         self.cut_at.store(at, Ordering::Release);
@@ -150,12 +156,17 @@ impl Faults {
         self.cut_reached.load(Ordering::Acquire)
     }
 
+    /// Awaits started since counting began (this call begins it: compare two calls).
     pub(crate) fn awaits_started(&self) -> u64 {
+        self.counting.store(true, Ordering::Relaxed);
         self.awaits.load(Ordering::Relaxed)
     }
 
     /// Counts an await on the database; true if it is the armed cut.
     pub(crate) fn cut_here(&self) -> bool {
+        if !self.counting.load(Ordering::Relaxed) {
+            return false;
+        }
         let n = self.awaits.fetch_add(1, Ordering::Relaxed);
         if n != self.cut_at.load(Ordering::Acquire) {
             return false;
@@ -185,11 +196,17 @@ mod tests {
     fn a_cut_falls_on_the_armed_await_once_and_disarm_says_whether_it_did() {
         let faults = Faults::default();
         assert!(!faults.cut_here(), "no cut armed");
+        assert_eq!(
+            faults.awaits_started(),
+            0,
+            "not counted before anyone asked"
+        );
+        assert!(!faults.cut_here());
         faults.arm_cut(2);
         let awaits: Vec<bool> = (0..5).map(|_| faults.cut_here()).collect();
         assert_eq!(awaits, [false, false, true, false, false]);
         assert!(faults.cut_reached());
-        assert_eq!(faults.awaits_started(), 6);
+        assert_eq!(faults.awaits_started(), 6, "counted since the first ask");
         assert!(faults.disarm_cut(), "reached");
         assert!(!faults.cut_reached(), "disarming clears it");
         faults.arm_cut(3);

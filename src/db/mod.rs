@@ -481,7 +481,8 @@ impl Db {
     }
 
     /// How many awaits on the database (checkouts, BEGIN, statements, COMMIT, ROLLBACK) the
-    /// guards of this `Db` have started.
+    /// guards of this `Db` have started since the first call of this or [`Db::arm_cut`]:
+    /// counting begins there, so compare two calls (uncounted, an await writes nothing shared).
     pub fn awaits_started(&self) -> u64 {
         self.shared.faults.awaits_started()
     }
