@@ -2,6 +2,7 @@
 //! dropped, on every path (return, `?`, panic unwind, a cancelled future). It names the holder
 //! of each open session, so a leak report says who leaked, as HikariCP's leak detection does.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -31,100 +32,152 @@ pub struct LedgerView {
     pub holders: Vec<Holding>,
 }
 
-/// Open holdings live in slots reused as they close: opening and closing a session touch one
-/// slot and allocate nothing once the ledger has seen its peak (at most the pool's size, since a
-/// guard is counted only once it holds a connection).
+/// Shards of the ledger: a guard counts itself in and out on the shard of the thread that
+/// opened it, so two cores checking out at once do not queue on one lock (on the pool's bare
+/// cycle at two tasks, the one lock was a fifth of the time; benches/pool.rs). A power of two
+/// above the worker threads a runtime here has.
+const SHARDS: usize = 16;
+
+/// One shard's holdings, in slots reused as they close: opening and closing a session touch one
+/// slot and allocate nothing once the shard has seen its peak.
 #[derive(Debug, Default)]
-struct State {
-    next_id: u64,
+struct Shard {
+    /// Tickets this shard has issued; a ticket's id is `issued * SHARDS + shard`, so ids are
+    /// unique across shards.
+    issued: u64,
     slots: Vec<Option<Holding>>,
     free: Vec<usize>,
     open: usize,
     closed_total: u64,
-    peak: usize,
 }
 
+/// A shard alone on its cache lines, so one core's counting does not evict another's.
 #[derive(Debug, Default)]
+#[repr(align(128))]
+struct Padded(Mutex<Shard>);
+
+#[derive(Debug)]
 pub struct Ledger {
-    state: Mutex<State>,
+    shards: Box<[Padded]>,
+    /// Open across all shards, changed under the shard's lock: while every shard is locked
+    /// (`view`), it equals the sum of the shards' counts.
+    open: AtomicUsize,
+    peak: AtomicUsize,
+}
+
+impl Default for Ledger {
+    fn default() -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| Padded::default()).collect(),
+            open: AtomicUsize::new(0),
+            peak: AtomicUsize::new(0),
+        }
+    }
+}
+
+/// The shard of the current thread: threads take the shards in turn as they first count.
+fn home_shard() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static HOME: usize = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS;
+    }
+    HOME.with(|home| *home)
 }
 
 impl Ledger {
-    fn state(&self) -> MutexGuard<'_, State> {
-        // A panic while holding this lock cannot leave `State` inconsistent: every mutation
+    fn shard(&self, shard: usize) -> MutexGuard<'_, Shard> {
+        // A panic while holding this lock cannot leave a shard inconsistent: every mutation
         // completes before anything that can panic. Keep counting after a poison.
-        self.state
+        self.shards[shard]
+            .0
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Every shard, locked in order: nothing opens or closes until they are dropped.
+    fn all_shards(&self) -> Vec<MutexGuard<'_, Shard>> {
+        (0..self.shards.len()).map(|i| self.shard(i)).collect()
+    }
+
     pub(crate) fn open(self: &Arc<Self>, holder: &'static str, kind: GuardKind) -> Ticket {
-        let mut state = self.state();
-        let id = state.next_id;
-        state.next_id += 1;
+        let shard_index = home_shard();
+        let mut shard = self.shard(shard_index);
+        let id = shard.issued * SHARDS as u64 + shard_index as u64;
+        shard.issued += 1;
         let holding = Holding {
             id,
             holder,
             kind,
             since: Instant::now(),
         };
-        let slot = match state.free.pop() {
+        let slot = match shard.free.pop() {
             Some(slot) => {
                 assert!(
-                    state.slots[slot].is_none(),
+                    shard.slots[slot].is_none(),
                     "ledger slot {slot} reused while open"
                 );
-                state.slots[slot] = Some(holding);
+                shard.slots[slot] = Some(holding);
                 slot
             }
             None => {
-                state.slots.push(Some(holding));
-                state.slots.len() - 1
+                shard.slots.push(Some(holding));
+                shard.slots.len() - 1
             }
         };
-        state.open += 1;
-        state.peak = state.peak.max(state.open);
+        shard.open += 1;
+        let open = self.open.fetch_add(1, Ordering::Relaxed) + 1;
+        if open > self.peak.load(Ordering::Relaxed) {
+            self.peak.fetch_max(open, Ordering::Relaxed);
+        }
         Ticket {
             ledger: Arc::clone(self),
+            shard: shard_index,
             slot,
             id,
         }
     }
 
-    fn close(&self, slot: usize, id: u64) {
-        let mut state = self.state();
-        let closed = state.slots[slot].take();
+    fn close(&self, shard_index: usize, slot: usize, id: u64) {
+        let mut shard = self.shard(shard_index);
+        let closed = shard.slots[slot].take();
         assert!(
             closed.as_ref().is_some_and(|h| h.id == id),
             "ledger ticket {id} closed twice"
         );
-        state.free.push(slot);
-        state.open -= 1;
-        state.closed_total += 1;
+        shard.free.push(slot);
+        shard.open -= 1;
+        shard.closed_total += 1;
+        self.open.fetch_sub(1, Ordering::Relaxed);
     }
 
     pub fn view(&self) -> LedgerView {
-        let state = self.state();
-        let mut holders: Vec<Holding> = state.slots.iter().flatten().cloned().collect();
-        holders.sort_by_key(|h| h.id);
+        let shards = self.all_shards();
+        let mut holders: Vec<Holding> = shards
+            .iter()
+            .flat_map(|shard| shard.slots.iter().flatten().cloned())
+            .collect();
+        holders.sort_by_key(|h| (h.since, h.id));
+        let open: usize = shards.iter().map(|shard| shard.open).sum();
+        assert_eq!(holders.len(), open, "ledger slots disagree with its count");
         assert_eq!(
-            holders.len(),
-            state.open,
-            "ledger slots disagree with its count"
+            self.open.load(Ordering::Relaxed),
+            open,
+            "ledger shards disagree with its total"
         );
         LedgerView {
-            open: state.open,
-            opened_total: state.next_id,
-            closed_total: state.closed_total,
-            peak: state.peak,
+            open,
+            opened_total: shards.iter().map(|shard| shard.issued).sum(),
+            closed_total: shards.iter().map(|shard| shard.closed_total).sum(),
+            peak: self.peak.load(Ordering::Relaxed),
             holders,
         }
     }
 
     /// Resets the high-water mark, so a harness can measure the peak of one phase.
     pub fn reset_peak(&self) {
-        let mut state = self.state();
-        state.peak = state.open;
+        let _shards = self.all_shards();
+        self.peak
+            .store(self.open.load(Ordering::Relaxed), Ordering::Relaxed);
     }
 }
 
@@ -132,13 +185,14 @@ impl Ledger {
 #[derive(Debug)]
 pub(crate) struct Ticket {
     ledger: Arc<Ledger>,
+    shard: usize,
     slot: usize,
     id: u64,
 }
 
 impl Drop for Ticket {
     fn drop(&mut self) {
-        self.ledger.close(self.slot, self.id);
+        self.ledger.close(self.shard, self.slot, self.id);
     }
 }
 
@@ -186,12 +240,51 @@ mod tests {
         for _ in 0..100 {
             drop(ledger.open("op.cycle", GuardKind::Transaction));
         }
-        assert_eq!(ledger.state().slots.len(), 3, "closed slots are reused");
+        assert_eq!(
+            ledger.shard(home_shard()).slots.len(),
+            3,
+            "closed slots are reused"
+        );
         drop((b, c));
         let view = ledger.view();
         assert_eq!(
             (view.open, view.opened_total, view.closed_total),
             (0, 103, 103)
+        );
+    }
+
+    #[test]
+    fn tickets_opened_on_other_threads_are_counted_together_and_close_anywhere() {
+        let ledger = Arc::new(Ledger::default());
+        let tickets: Vec<Ticket> = std::thread::scope(|scope| {
+            let threads: Vec<_> = (0..4)
+                .map(|_| {
+                    let ledger = Arc::clone(&ledger);
+                    scope.spawn(move || {
+                        (0..3)
+                            .map(|_| ledger.open("op.thread", GuardKind::Session))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            threads
+                .into_iter()
+                .flat_map(|t| t.join().expect("a ledger thread panicked"))
+                .collect()
+        });
+        let shards: std::collections::HashSet<usize> = tickets.iter().map(|t| t.shard).collect();
+        assert_eq!(shards.len(), 4, "each thread counts on its own shard");
+        let view = ledger.view();
+        assert_eq!((view.open, view.peak, view.holders.len()), (12, 12, 12));
+        let mut ids: Vec<u64> = view.holders.iter().map(|h| h.id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        assert_eq!(ids.len(), 12, "ids are unique across shards");
+        drop(tickets);
+        let view = ledger.view();
+        assert_eq!(
+            (view.open, view.peak, view.opened_total, view.closed_total),
+            (0, 12, 12, 12)
         );
     }
 
