@@ -177,6 +177,23 @@ impl State {
         self.tell();
     }
 
+    /// A parked connection this checkout may take: what is reserved only the told waiter
+    /// takes (`told`: this is it). Another still parked: the next waiter is told it may take it.
+    fn take_parked(&mut self, told: bool) -> Option<Conn> {
+        let parked = match told {
+            true => {
+                self.reserved = self.reserved.saturating_sub(1);
+                self.parked.pop()
+            }
+            false if self.parked.len() > self.reserved => self.parked.pop(),
+            false => None,
+        };
+        if parked.is_some() {
+            self.tell();
+        }
+        parked
+    }
+
     /// Whether a sweep must be scheduled: no claim is live, something is parked, and no sweep
     /// is due yet (it is due from here on).
     fn sweep_needed(&mut self) -> bool {
@@ -215,12 +232,19 @@ impl Handoff {
         }
     }
 
-    /// A claim for one guard's connection, held for the guard's whole life.
+    /// A claim for one guard's connection, held for the guard's whole life. In the same lock
+    /// it takes a parked connection if one is free, for its first `source`: a checkout that
+    /// finds one then locks once, not twice (two cores checking out contend on this lock).
     pub(crate) fn claim(self: &Arc<Self>) -> Claim {
-        self.lock().claims += 1;
+        let mut state = self.lock();
+        state.claims += 1;
+        let parked = state.take_parked(false);
+        state.check(self.capacity);
+        drop(state);
         Claim {
             handoff: Arc::clone(self),
             live: true,
+            parked,
         }
     }
 
@@ -284,6 +308,8 @@ pub(crate) enum Source {
 pub(crate) struct Claim {
     handoff: Arc<Handoff>,
     live: bool,
+    /// Taken with the claim, for the first `source`.
+    parked: Option<Conn>,
 }
 
 impl Claim {
@@ -297,23 +323,13 @@ impl Claim {
         told: bool,
         idle: impl FnOnce() -> Option<Conn>,
     ) -> Source {
+        if let Some(conn) = self.parked.take() {
+            return Source::Ready(conn);
+        }
         let mut state = self.handoff.lock();
         state.told &= !told;
-        // What is reserved only the told waiter takes.
-        let parked = match told {
-            true => {
-                state.reserved = state.reserved.saturating_sub(1);
-                state.parked.pop()
-            }
-            false if state.parked.len() > state.reserved => state.parked.pop(),
-            false => None,
-        };
-        let source = match parked.or_else(idle) {
-            Some(conn) => {
-                // Another connection still parked: the next waiter may take it.
-                state.tell();
-                Source::Ready(conn)
-            }
+        let source = match state.take_parked(told).or_else(idle) {
+            Some(conn) => Source::Ready(conn),
             None => {
                 let (sender, receiver) = oneshot::channel();
                 // A retried checkout (its connection was dead) left its first entry behind.
@@ -451,7 +467,10 @@ impl Drop for Sweep {
 impl Drop for Claim {
     fn drop(&mut self) {
         if self.live {
-            self.end(None, false);
+            // A connection taken with the claim and never sourced is as clean as when parked.
+            let parked = self.parked.take();
+            let clean = parked.is_some();
+            self.end(parked, clean);
         }
     }
 }
@@ -526,6 +545,33 @@ mod tests {
         let mut unclean = handoff.claim();
         unclean.end(Some(pool.acquire().await.unwrap()), false);
         assert_eq!(parked(handoff), 0, "an unclean connection is never parked");
+        rig.finish().await;
+    }
+
+    /// A claim takes a free parked connection as it begins (one lock for both), serves it to
+    /// its first `source`, and gives it back parked if dropped before that.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_claim_takes_a_parked_connection_as_it_begins_and_gives_it_back_unsourced() {
+        let rig = Rig::new(2).await;
+        let (pool, handoff) = (&rig.pool, &rig.handoff);
+        let beside = handoff.claim();
+        let mut first = handoff.claim();
+        first.end(Some(pool.acquire().await.unwrap()), true);
+        assert_eq!(parked(handoff), 1);
+
+        let unsourced = handoff.claim();
+        assert_eq!(parked(handoff), 0, "taken with the claim");
+        drop(unsourced);
+        assert_eq!(parked(handoff), 1, "given back, still clean");
+
+        let mut sourced = handoff.claim();
+        let conn = ready(
+            sourced.source(Turn::Queue, false, || None),
+            "the connection taken with the claim",
+        );
+        assert_eq!(parked(handoff), 0);
+        sourced.end(Some(conn), true);
+        drop(beside);
         rig.finish().await;
     }
 
