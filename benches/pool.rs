@@ -181,16 +181,15 @@ fn sweep(criterion: &mut Criterion, runtime: &Runtime, cli: &Cli, config: Config
 }
 
 /// The ratios measured interleaved: `rounds` rounds of raw, wrapped, raw again, each side a
-/// slice of ~`RATIO_SLICE` (sized from one raw calibration run). Returns the medians of
+/// slice of ~`RATIO_SLICE` (sized from a raw calibration run, `common::per_op`). Returns the medians of
 /// wrapped / mean(raw, raw again) and of raw again / raw, both as time per operation.
 async fn interleaved(db: &Db, workload: Workload, tasks: usize, rounds: usize) -> Interleaved {
     let tasks_ops = tasks as u64;
-    let calibration_ops = 16 * tasks_ops;
-    let took = run(db.clone(), workload, false, calibration_ops, tasks).await;
-    let per_op = took.as_secs_f64() / calibration_ops as f64;
     let ops = if rounds <= 1 {
         tasks_ops
     } else {
+        let per_op =
+            common::per_op(tasks, |ops| run(db.clone(), workload, false, ops, tasks)).await;
         // At least one op per task; at most a million, whatever the calibration said.
         ((RATIO_SLICE.as_secs_f64() / per_op.max(1e-9)) as u64).clamp(tasks_ops, 1_000_000)
     };

@@ -187,6 +187,31 @@ where
     spread(ops, states, op).await.0
 }
 
+/// The shortest calibration run, and how many times its ops may grow fourfold to reach it.
+const CALIBRATION_MIN: Duration = Duration::from_millis(10);
+const CALIBRATION_GROWTHS: u32 = 6;
+
+/// Seconds per operation of `run(ops)` over `count` tasks or clients, from a run long enough
+/// (`CALIBRATION_MIN`) that starting the tasks and waking the workers is not most of what it
+/// timed: sized from 16 ops per task, those took a few microseconds on the bare cycle, and a
+/// slice meant to last 100 ms lasted 2.
+pub async fn per_op<F, Fut>(count: usize, mut run: F) -> f64
+where
+    F: FnMut(u64) -> Fut,
+    Fut: Future<Output = Duration>,
+{
+    let mut ops = 16 * count as u64;
+    let mut took = run(ops).await;
+    for _ in 0..CALIBRATION_GROWTHS {
+        if took >= CALIBRATION_MIN {
+            break;
+        }
+        ops *= 4;
+        took = run(ops).await;
+    }
+    took.as_secs_f64() / ops as f64
+}
+
 /// Rounds of the no-collapse sweep, and one concurrency's slice in a round.
 pub const SWEEP_ROUNDS: usize = 15;
 pub const SWEEP_SLICE: Duration = Duration::from_millis(100);
@@ -209,9 +234,7 @@ pub fn concurrency_sweep<F, Fut>(
     let slice_ops: Vec<u64> = counts
         .iter()
         .map(|&count| {
-            let calibration = 16 * count as u64;
-            let took = runtime.block_on(run(calibration, count));
-            let per_op = took.as_secs_f64() / calibration as f64;
+            let per_op = runtime.block_on(per_op(count, |ops| run(ops, count)));
             ((SWEEP_SLICE.as_secs_f64() / per_op.max(1e-9)) as u64).clamp(count as u64, 1_000_000)
         })
         .collect();
