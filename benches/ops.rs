@@ -351,9 +351,7 @@ fn against_pgbench(runtime: &Runtime, fixture: &Fixture, world: &Arc<World>, bin
     let pool_state = (fixture.db.raw_pool().clone(), Arc::clone(binds));
     for clients in PGBENCH_CLIENTS {
         let mut conns = runtime.block_on(connect(fixture, clients));
-        let per_op = runtime.block_on(common::per_op(clients, |ops| {
-            introspect_op(world, ops, clients)
-        }));
+        let per_op = common::per_op(runtime, clients, |ops| introspect_op(world, ops, clients));
         let ops =
             ((OUR_SLICE.as_secs_f64() / per_op.max(1e-9)) as u64).clamp(clients as u64, 1_000_000);
         let rate = |d: Duration| ops as f64 / d.as_secs_f64();

@@ -153,7 +153,7 @@ fn sweep(criterion: &mut Criterion, runtime: &Runtime, cli: &Cli, config: Config
             }
             if selected && !cli.list {
                 let rounds = if cli.test { 1 } else { RATIO_ROUNDS };
-                let measured = runtime.block_on(interleaved(&fixture.db, workload, tasks, rounds));
+                let measured = interleaved(runtime, &fixture.db, workload, tasks, rounds);
                 runtime.block_on(fixture.check(&format!("{group_name}/ratio/{tasks}")));
                 let line = serde_json::json!({
                     "group": group_name,
@@ -181,30 +181,36 @@ fn sweep(criterion: &mut Criterion, runtime: &Runtime, cli: &Cli, config: Config
 }
 
 /// The ratios measured interleaved: `rounds` rounds of raw, wrapped, raw again, each side a
-/// slice of ~`RATIO_SLICE` (sized from a raw calibration run, `common::per_op`). Returns the medians of
-/// wrapped / mean(raw, raw again) and of raw again / raw, both as time per operation.
-async fn interleaved(db: &Db, workload: Workload, tasks: usize, rounds: usize) -> Interleaved {
+/// slice of ~`RATIO_SLICE` (sized from a raw calibration run, `common::per_op`). Returns the
+/// medians of wrapped / mean(raw, raw again) and of raw again / raw, both as time per operation.
+fn interleaved(
+    runtime: &Runtime,
+    db: &Db,
+    workload: Workload,
+    tasks: usize,
+    rounds: usize,
+) -> Interleaved {
     let tasks_ops = tasks as u64;
     let ops = if rounds <= 1 {
         tasks_ops
     } else {
-        let per_op =
-            common::per_op(tasks, |ops| run(db.clone(), workload, false, ops, tasks)).await;
+        let per_op = common::per_op(runtime, tasks, |ops| {
+            run(db.clone(), workload, false, ops, tasks)
+        });
         // At least one op per task; at most a million, whatever the calibration said.
         ((RATIO_SLICE.as_secs_f64() / per_op.max(1e-9)) as u64).clamp(tasks_ops, 1_000_000)
+    };
+    let side = |wrapped: bool| {
+        runtime
+            .block_on(run(db.clone(), workload, wrapped, ops, tasks))
+            .as_secs_f64()
     };
     let mut wrapped = Vec::with_capacity(rounds);
     let mut aa = Vec::with_capacity(rounds);
     for _ in 0..rounds {
-        let raw = run(db.clone(), workload, false, ops, tasks)
-            .await
-            .as_secs_f64();
-        let ours = run(db.clone(), workload, true, ops, tasks)
-            .await
-            .as_secs_f64();
-        let again = run(db.clone(), workload, false, ops, tasks)
-            .await
-            .as_secs_f64();
+        let raw = side(false);
+        let ours = side(true);
+        let again = side(false);
         wrapped.push(ours / ((raw + again) / 2.0));
         aa.push(again / raw);
     }

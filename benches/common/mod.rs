@@ -195,19 +195,21 @@ const CALIBRATION_GROWTHS: u32 = 6;
 /// (`CALIBRATION_MIN`) that starting the tasks and waking the workers is not most of what it
 /// timed: sized from 16 ops per task, those took a few microseconds on the bare cycle, and a
 /// slice meant to last 100 ms lasted 2.
-pub async fn per_op<F, Fut>(count: usize, mut run: F) -> f64
+/// Each run is blocked on here, outside the runtime, so `run` may block on it too (the ops
+/// sweep checkpoints SQLite's WAL before each slice).
+pub fn per_op<F, Fut>(runtime: &tokio::runtime::Runtime, count: usize, mut run: F) -> f64
 where
     F: FnMut(u64) -> Fut,
     Fut: Future<Output = Duration>,
 {
     let mut ops = 16 * count as u64;
-    let mut took = run(ops).await;
+    let mut took = runtime.block_on(run(ops));
     for _ in 0..CALIBRATION_GROWTHS {
         if took >= CALIBRATION_MIN {
             break;
         }
         ops *= 4;
-        took = run(ops).await;
+        took = runtime.block_on(run(ops));
     }
     took.as_secs_f64() / ops as f64
 }
@@ -234,7 +236,7 @@ pub fn concurrency_sweep<F, Fut>(
     let slice_ops: Vec<u64> = counts
         .iter()
         .map(|&count| {
-            let per_op = runtime.block_on(per_op(count, |ops| run(ops, count)));
+            let per_op = per_op(runtime, count, |ops| run(ops, count));
             ((SWEEP_SLICE.as_secs_f64() / per_op.max(1e-9)) as u64).clamp(count as u64, 1_000_000)
         })
         .collect();
