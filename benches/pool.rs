@@ -30,7 +30,8 @@
 //! its acquire timeout must get `AcquireTimeout` errors, and still leave nothing open.
 //!
 //! `scripts/bench.sh` runs this and prints the ratios; `cargo test --bench pool` runs each point
-//! once (criterion's test mode) and still asserts the invariant.
+//! once (criterion's test mode), each sweep one round of short slices, and still asserts the
+//! invariant.
 
 mod common;
 
@@ -170,8 +171,8 @@ fn sweep(criterion: &mut Criterion, runtime: &Runtime, cli: &Cli, config: Config
         let wrapped_selected = TASKS
             .iter()
             .any(|tasks| cli.selects(&format!("{group_name}/wrapped/{tasks}")));
-        if wrapped_selected && !cli.test && !cli.list {
-            common::concurrency_sweep(runtime, &TASKS, &group_name, |ops, tasks| {
+        if wrapped_selected && !cli.list {
+            common::concurrency_sweep(runtime, &TASKS, &group_name, cli.test, |ops, tasks| {
                 run(fixture.db.clone(), workload, true, ops, tasks)
             });
             runtime.block_on(fixture.check(&format!("{group_name}/sweep")));

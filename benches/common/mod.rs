@@ -224,24 +224,32 @@ pub const SWEEP_SLICE: Duration = Duration::from_millis(100);
 /// ~`SWEEP_SLICE` (sized by a calibration run), in an order that moves every round,
 /// and the median rate per count over the rounds is printed as a `sweep\t{json}` line for
 /// scripts/bench.sh. The caller checks the session invariant after it.
+///
+/// `smoke` (criterion's test mode, as CI runs it): one round of ~1 ms slices, so the sweep's
+/// own code runs on every CI build and cannot rot; its figures mean nothing.
 pub fn concurrency_sweep<F, Fut>(
     runtime: &tokio::runtime::Runtime,
     counts: &[usize],
     group: &str,
+    smoke: bool,
     mut run: F,
 ) where
     F: FnMut(u64, usize) -> Fut,
     Fut: Future<Output = Duration>,
 {
+    let (rounds, slice) = match smoke {
+        true => (1, Duration::from_millis(1)),
+        false => (SWEEP_ROUNDS, SWEEP_SLICE),
+    };
     let slice_ops: Vec<u64> = counts
         .iter()
         .map(|&count| {
             let per_op = per_op(runtime, count, |ops| run(ops, count));
-            ((SWEEP_SLICE.as_secs_f64() / per_op.max(1e-9)) as u64).clamp(count as u64, 1_000_000)
+            ((slice.as_secs_f64() / per_op.max(1e-9)) as u64).clamp(count as u64, 1_000_000)
         })
         .collect();
-    let mut rates = vec![Vec::with_capacity(SWEEP_ROUNDS); counts.len()];
-    for round in 0..SWEEP_ROUNDS {
+    let mut rates = vec![Vec::with_capacity(rounds); counts.len()];
+    for round in 0..rounds {
         // Rotated and alternately reversed, so every count takes every position in a round:
         // work that recurs every few slices (SQLite's WAL checkpoint, where a bench does not
         // run one before each slice) lands on all counts alike instead of on every other one.
@@ -261,7 +269,7 @@ pub fn concurrency_sweep<F, Fut>(
         .zip(rates.iter_mut())
         .map(|(count, rates)| (count.to_string(), median(rates).into()))
         .collect();
-    let line = serde_json::json!({ "group": group, "rounds": SWEEP_ROUNDS, "rates": medians });
+    let line = serde_json::json!({ "group": group, "rounds": rounds, "rates": medians });
     println!("sweep\t{line}");
 }
 
