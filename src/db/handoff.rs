@@ -35,12 +35,13 @@
 //! no statement in flight, no transaction open, no error seen. Anything else takes sqlx's path
 //! (its ping, or a close), as before.
 
+use parking_lot::{Mutex, MutexGuard};
 use sqlx::any::Any;
 use sqlx::pool::PoolConnection;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
@@ -275,12 +276,13 @@ impl Handoff {
         drop(released);
     }
 
-    /// The state is only ever changed in a few lines that cannot panic, so a poisoned lock
-    /// still holds consistent counts.
+    /// parking_lot's lock, not std's: two cores taking this one lock per checkout and per
+    /// release fell into a convoy with std's (each sleeping on the futex, every unlock a
+    /// syscall) in about one run in five, at a third of the throughput, for the whole run;
+    /// parking_lot's spinning did not, in 18 runs (bare cycle, pool of 8, 2-128 tasks).
+    /// It has no poisoning; the state is only ever changed in a few lines that cannot panic.
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state.lock()
     }
 }
 
