@@ -305,7 +305,8 @@ pub(crate) enum Source {
 }
 
 /// One guard's place among the claims. Dropping it without [`Claim::end`] ends it with no
-/// connection to give (a cancelled checkout, a guard whose connection went elsewhere).
+/// connection to give (a cancelled checkout, a guard whose connection went elsewhere), or,
+/// before its first `source`, with the parked connection it took as it began, still clean.
 #[derive(Debug)]
 pub(crate) struct Claim {
     handoff: Arc<Handoff>,
@@ -326,6 +327,11 @@ impl Claim {
         idle: impl FnOnce() -> Option<Conn>,
     ) -> Source {
         if let Some(conn) = self.parked.take() {
+            // Taken as the claim began: it has not waited, so it cannot have been told.
+            assert!(
+                !told,
+                "a told checkout still held what it took with its claim"
+            );
             return Source::Ready(conn);
         }
         let mut state = self.handoff.lock();
@@ -358,6 +364,10 @@ impl Claim {
     /// Anything else goes back to sqlx at once.
     pub(crate) fn end(&mut self, conn: Option<Conn>, clean: bool) {
         assert!(self.live, "a claim ended twice");
+        assert!(
+            self.parked.is_none(),
+            "a claim ended before serving what it took as it began"
+        );
         self.live = false;
         // Nothing here allocates on the way through: a hand-over or a park moves one
         // connection, and only the last claim of a busy spell schedules a sweep.

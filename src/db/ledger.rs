@@ -34,8 +34,9 @@ pub struct LedgerView {
 
 /// Shards of the ledger: a guard counts itself in and out on the shard of the thread that
 /// opened it, so two cores checking out at once do not queue on one lock (on the pool's bare
-/// cycle at two tasks, the one lock was a fifth of the time; benches/pool.rs). A power of two
-/// above the worker threads a runtime here has.
+/// cycle at two tasks, the one lock was a fifth of the time; benches/pool.rs). Threads take
+/// the shards in turn as they first count, so the first 16 (a runtime's workers, here) each
+/// have their own; later ones share.
 const SHARDS: usize = 16;
 
 /// One shard's holdings, in slots reused as they close: opening and closing a session touch one
@@ -51,7 +52,8 @@ struct Shard {
     closed_total: u64,
 }
 
-/// A shard alone on its cache lines, so one core's counting does not evict another's.
+/// A shard alone on its cache lines: two shards never share one. (The total open, below, is
+/// still one line every checkout writes.)
 #[derive(Debug, Default)]
 #[repr(align(128))]
 struct Padded(Mutex<Shard>);
@@ -272,8 +274,10 @@ mod tests {
                 .flat_map(|t| t.join().expect("a ledger thread panicked"))
                 .collect()
         });
+        // Threads take the shards in turn; tests running beside this one take turns too, so
+        // only "not all on one shard" is certain.
         let shards: std::collections::HashSet<usize> = tickets.iter().map(|t| t.shard).collect();
-        assert_eq!(shards.len(), 4, "each thread counts on its own shard");
+        assert!(shards.len() > 1, "four threads counted on one shard");
         let view = ledger.view();
         assert_eq!((view.open, view.peak, view.holders.len()), (12, 12, 12));
         let mut ids: Vec<u64> = view.holders.iter().map(|h| h.id).collect();
