@@ -2,6 +2,7 @@
 //! dropped, on every path (return, `?`, panic unwind, a cancelled future). It names the holder
 //! of each open session, so a leak report says who leaked, as HikariCP's leak detection does.
 
+use crossbeam_utils::CachePadded;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -48,21 +49,16 @@ struct Shard {
     issued: u64,
     slots: Vec<Option<Holding>>,
     free: Vec<usize>,
-    open: usize,
     closed_total: u64,
 }
 
-/// A shard alone on its cache lines: two shards never share one. (The total open, below, is
-/// still one line every checkout writes.)
-#[derive(Debug, Default)]
-#[repr(align(128))]
-struct Padded(Mutex<Shard>);
-
 #[derive(Debug)]
 pub struct Ledger {
-    shards: Box<[Padded]>,
+    /// Each alone on its cache lines: two shards never share one. (The total open, below, is
+    /// still one line every checkout writes.)
+    shards: Box<[CachePadded<Mutex<Shard>>]>,
     /// Open across all shards, changed under the shard's lock: while every shard is locked
-    /// (`view`), it equals the sum of the shards' counts.
+    /// (`view`), it equals the number of their slots that hold a session.
     open: AtomicUsize,
     peak: AtomicUsize,
 }
@@ -70,7 +66,7 @@ pub struct Ledger {
 impl Default for Ledger {
     fn default() -> Self {
         Self {
-            shards: (0..SHARDS).map(|_| Padded::default()).collect(),
+            shards: (0..SHARDS).map(|_| CachePadded::default()).collect(),
             open: AtomicUsize::new(0),
             peak: AtomicUsize::new(0),
         }
@@ -91,7 +87,6 @@ impl Ledger {
         // A panic while holding this lock cannot leave a shard inconsistent: every mutation
         // completes before anything that can panic. Keep counting after a poison.
         self.shards[shard]
-            .0
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -126,7 +121,6 @@ impl Ledger {
                 shard.slots.len() - 1
             }
         };
-        shard.open += 1;
         let open = self.open.fetch_add(1, Ordering::Relaxed) + 1;
         if open > self.peak.load(Ordering::Relaxed) {
             self.peak.fetch_max(open, Ordering::Relaxed);
@@ -147,7 +141,6 @@ impl Ledger {
             "ledger ticket {id} closed twice"
         );
         shard.free.push(slot);
-        shard.open -= 1;
         shard.closed_total += 1;
         self.open.fetch_sub(1, Ordering::Relaxed);
     }
@@ -159,13 +152,8 @@ impl Ledger {
             .flat_map(|shard| shard.slots.iter().flatten().cloned())
             .collect();
         holders.sort_by_key(|h| (h.since, h.id));
-        let open: usize = shards.iter().map(|shard| shard.open).sum();
+        let open = self.open.load(Ordering::Relaxed);
         assert_eq!(holders.len(), open, "ledger slots disagree with its count");
-        assert_eq!(
-            self.open.load(Ordering::Relaxed),
-            open,
-            "ledger shards disagree with its total"
-        );
         LedgerView {
             open,
             opened_total: shards.iter().map(|shard| shard.issued).sum(),
