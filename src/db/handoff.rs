@@ -14,27 +14,42 @@
 //! connections) a release hands its connection to the oldest waiter outright, so no waiter is
 //! passed over for long.
 //!
-//! This never hides a session, because of three rules kept under one lock:
-//! - A connection is parked only while another claim is live, or for at most [`LINGER`] after
-//!   the last claim ended: that claim schedules a sweep, which sends every parked connection
-//!   back to sqlx unless a claim is live again (whose end schedules the next). With no
-//!   operation running nothing stays parked, so quiescence and `close` see what they would
-//!   without this module, `LINGER` later (at once when they ask: `release_idle`). A sweep
-//!   that never gets to run (no runtime, or one shutting down) sweeps when it is dropped.
+//! Sharded by thread (`shard.rs`): a claim, its wait and the connection it parks belong to the
+//! shard of the thread that began it, so two cores checking out do not pass one lock between
+//! them (the bare cycle at two tasks did 0.3 to 0.75 of one task's rate with one lock, and
+//! more than one task's with shards). A connection moves to another shard only for a waiter
+//! there: a checkout about to wait takes one parked in another shard, and a release whose own
+//! shard has no waiter, or whose turn to hand over has come, gives its connection to a shard
+//! with one (`Handoff::waiting`, a bit per shard, names them).
+//!
+//! This never hides a session, because of three rules kept under each shard's lock:
+//! - A connection is parked only while another claim of its shard is live, or for at most
+//!   [`LINGER`] after the last one ended: that claim schedules a sweep, which sends every
+//!   parked connection of the shard back to sqlx unless a claim is live there again (whose end
+//!   schedules the next). With no operation running nothing stays parked, so quiescence and
+//!   `close` see what they would without this module, `LINGER` later (at once when they ask:
+//!   `release_idle`). A sweep that never gets to run (no runtime, or one shutting down)
+//!   sweeps when it is dropped.
 //! - Nothing is parked while a checkout waits unless one waiter has been told to look: it
 //!   takes a parked connection when it runs, or queues again at the front if another took it
 //!   (and is told again at the next release). A told waiter that stops waiting passes the word
-//!   on.
+//!   on. Across shards: a release parks only if no other shard has a waiter, or its own has
+//!   one (who is told); and a checkout that is about to wait looks in every other shard after
+//!   it has raised its shard's bit, so a connection parked elsewhere at the same moment is
+//!   either seen by it or given to it.
 //! - Releases hand over outright at least once per [`FAIR_TURN`] divided among the pool's
-//!   connections (give or take [`RELEASES_PER_CLOCK`] releases): to the oldest waiter, or, if
-//!   one is told, kept parked for it alone (it was the oldest). So a waiter is passed over for
-//!   at most about that long per waiter ahead of it.
+//!   connections (give or take [`RELEASES_PER_CLOCK`] releases): to the oldest waiter of the
+//!   next shard in turn that has one, or, if the one there is told, kept parked for it alone
+//!   (it was the oldest). So a waiter is passed over for at most about that long per waiter
+//!   and shard ahead of it.
 //!
 //! A waiting checkout also waits on sqlx's pool (for a new connection, or one a guard could
 //! not hand over), whichever comes first. Only a clean connection is parked or handed over:
 //! no statement in flight, no transaction open, no error seen. Anything else takes sqlx's path
 //! (its ping, or a close), as before.
 
+use super::shard::{self, SHARDS};
+use crossbeam_utils::CachePadded;
 use parking_lot::{Mutex, MutexGuard};
 use sqlx::any::Any;
 use sqlx::pool::PoolConnection;
@@ -42,11 +57,16 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 type Conn = PoolConnection<Any>;
+
+/// A bit for each shard, as `Handoff::waiting` has them (and, shifted by `SHARDS`, the same
+/// for the shards whose oldest waiter came first).
+const ALL_SHARDS: usize = (1 << SHARDS) - 1;
 
 /// How long the last operation's connection waits, parked, for the next checkout. Back-to-back
 /// operations from one caller then skip sqlx's release ping and acquire between them, as
@@ -69,7 +89,14 @@ const RELEASES_PER_CLOCK: u32 = 16;
 /// The parked connections of one `Db`, and who may still want one.
 #[derive(Debug)]
 pub(crate) struct Handoff {
-    state: Mutex<State>,
+    /// Each alone on its cache lines.
+    shards: Box<[CachePadded<Mutex<State>>]>,
+    /// Bit `s`: shard `s` has a checkout waiting (queued or told); bit `SHARDS + s`: its oldest
+    /// came first ([`Turn::First`]). Changed under that shard's lock, only when they change, so
+    /// a release reads a line no one writes while no one waits.
+    waiting: CachePadded<AtomicUsize>,
+    /// Bit `s`: shard `s` has had a claim. A checkout about to wait looks only in these.
+    used: AtomicUsize,
     /// The pool's size: more can never be parked.
     capacity: usize,
     /// [`FAIR_TURN`] shared among the pool's connections: the longest a release may park
@@ -79,6 +106,8 @@ pub(crate) struct Handoff {
 
 #[derive(Debug)]
 struct State {
+    /// Which shard this is.
+    shard: usize,
     parked: Vec<Conn>,
     /// Live claims: guards holding a connection and checkouts getting one.
     claims: usize,
@@ -98,6 +127,13 @@ struct State {
     unclocked: u32,
     /// A sweep is scheduled: what is parked may outlive the last claim until it runs.
     sweep_due: bool,
+    /// The oldest waiter came first ([`Turn::First`]). Cleared whenever the oldest leaves,
+    /// even if the next came first too: it only ever gives a shard precedence.
+    first: bool,
+    /// The flags this shard has raised in `Handoff::waiting`.
+    flagged: usize,
+    /// The shard the last hand-over from here went to: turns go round the shards after it.
+    last_turn: usize,
 }
 
 /// What a waiting checkout hears.
@@ -110,6 +146,23 @@ pub(crate) enum Answer {
 }
 
 impl State {
+    fn new(shard: usize) -> Self {
+        Self {
+            shard,
+            parked: Vec::new(),
+            claims: 0,
+            waiters: VecDeque::new(),
+            told: false,
+            reserved: 0,
+            hand_over_at: Instant::now(),
+            unclocked: 0,
+            sweep_due: false,
+            first: false,
+            flagged: 0,
+            last_turn: shard,
+        }
+    }
+
     fn check(&self, capacity: usize) {
         assert!(
             self.parked.len() <= capacity,
@@ -133,9 +186,52 @@ impl State {
         );
     }
 
+    /// A checkout of this shard waits, or may (a closed entry not cleared yet).
+    fn waited_on(&self) -> bool {
+        self.told || !self.waiters.is_empty()
+    }
+
+    /// Its flags in `Handoff::waiting`: bit `shard` while a checkout waits here, bit
+    /// `SHARDS + shard` while the oldest came first.
+    fn flags(&self) -> usize {
+        let waiting = usize::from(self.waited_on()) << self.shard;
+        let first = usize::from(self.first && !self.waiters.is_empty()) << (SHARDS + self.shard);
+        waiting | first
+    }
+
+    /// Queues a checkout: behind the others, or ahead of them.
+    fn queue(&mut self, waiter: oneshot::Sender<Answer>, turn: Turn) {
+        match turn {
+            Turn::Queue => {
+                self.first &= !self.waiters.is_empty();
+                self.waiters.push_back(waiter);
+            }
+            Turn::First => {
+                self.first = true;
+                self.waiters.push_front(waiter);
+            }
+        }
+    }
+
+    fn pop_oldest(&mut self) -> Option<oneshot::Sender<Answer>> {
+        self.first = false;
+        self.waiters.pop_front()
+    }
+
+    /// Drops the entries of checkouts that went away from the front of the queue, where
+    /// hand-overs look; `all`: from everywhere.
+    fn drop_gone(&mut self, all: bool) {
+        while self.waiters.front().is_some_and(|w| w.is_closed()) {
+            self.pop_oldest();
+        }
+        if all {
+            self.waiters.retain(|w| !w.is_closed());
+        }
+    }
+
     /// Sends `answer` to the oldest waiter still waiting; back if there is none.
     fn answer_oldest(&mut self, mut answer: Answer) -> Option<Answer> {
-        while let Some(waiter) = self.waiters.pop_front() {
+        while let Some(waiter) = self.pop_oldest() {
             match waiter.send(answer) {
                 Ok(()) => return None,
                 Err(unsent) => answer = unsent,
@@ -144,17 +240,32 @@ impl State {
         Some(answer)
     }
 
-    /// A clean connection no claim holds any more: to the oldest waiter if its turn is due
-    /// (kept for it if it is the told one: it was the oldest, and has no entry to send to),
-    /// else parked, with the oldest waiter told to look (unless one already was).
-    fn give(&mut self, conn: Conn, fair_every: Duration) {
+    /// A clean connection no claim of this shard holds any more. With nobody waiting anywhere,
+    /// parked. With a waiter here, as before sharding: to the oldest waiter if its turn is due,
+    /// else parked with the oldest told to look. Other shards' waiters (`elsewhere`, as
+    /// `Handoff::waiting` has them) take part in the turns, and get it at once if none waits
+    /// here, or if theirs came first and none here did: returned, with the shard it goes to.
+    fn give(
+        &mut self,
+        conn: Conn,
+        fair_every: Duration,
+        elsewhere: usize,
+    ) -> Option<(usize, Conn)> {
         // Entries of checkouts that went away wait for nothing.
-        while self.waiters.front().is_some_and(|w| w.is_closed()) {
-            self.waiters.pop_front();
+        self.drop_gone(false);
+        let (waiting, first) = (elsewhere & ALL_SHARDS, elsewhere >> SHARDS);
+        let first_here = self.first && !self.waiters.is_empty();
+        let goes_to = match (first != 0 && !first_here, self.waited_on()) {
+            (true, _) => self.next_turn(first),
+            (false, false) => self.next_turn(waiting),
+            (false, true) => None,
+        };
+        if let Some(shard) = goes_to {
+            return Some((shard, conn));
         }
-        if self.waiters.is_empty() && !self.told {
+        if !self.waited_on() {
             self.parked.push(conn);
-            return;
+            return None;
         }
         self.unclocked += 1;
         if self.unclocked >= RELEASES_PER_CLOCK {
@@ -162,20 +273,61 @@ impl State {
             let now = Instant::now();
             if now >= self.hand_over_at {
                 self.hand_over_at = now + fair_every;
-                if self.told {
-                    self.parked.push(conn);
-                    self.reserved += 1;
-                    return;
+                match self.next_turn(waiting | 1 << self.shard) {
+                    Some(shard) if shard != self.shard => return Some((shard, conn)),
+                    _ => {
+                        self.hand_over(conn);
+                        return None;
+                    }
                 }
-                match self.answer_oldest(Answer::Yours(conn)) {
-                    Some(Answer::Yours(conn)) => self.parked.push(conn),
-                    Some(Answer::Look) | None => {}
-                }
-                return;
             }
         }
         self.parked.push(conn);
         self.tell();
+        None
+    }
+}
+
+impl State {
+    /// A connection whose turn has come: to the oldest waiter, or kept for the told one (it
+    /// was the oldest, and has no entry to be sent to). Parked if no waiter is left.
+    fn hand_over(&mut self, conn: Conn) {
+        if self.told {
+            self.parked.push(conn);
+            self.reserved += 1;
+            return;
+        }
+        if let Some(Answer::Yours(conn)) = self.answer_oldest(Answer::Yours(conn)) {
+            self.parked.push(conn);
+        }
+    }
+
+    /// A connection another shard gave for a waiter here: handed over. If that waiter is gone,
+    /// it goes on to another shard with one (returned), else it is parked here.
+    fn receive(&mut self, conn: Conn, elsewhere: usize) -> Option<(usize, Conn)> {
+        self.drop_gone(false);
+        if self.waited_on() {
+            self.hand_over(conn);
+            return None;
+        }
+        let (waiting, first) = (elsewhere & ALL_SHARDS, elsewhere >> SHARDS);
+        match self.next_turn(if first != 0 { first } else { waiting }) {
+            Some(shard) => Some((shard, conn)),
+            None => {
+                self.parked.push(conn);
+                None
+            }
+        }
+    }
+
+    /// The first shard in `candidates` (a bit per shard) after the last one given a turn,
+    /// going round; it has the turn now.
+    fn next_turn(&mut self, candidates: usize) -> Option<usize> {
+        let shard = (1..=SHARDS)
+            .map(|step| (self.last_turn + step) % SHARDS)
+            .find(|shard| candidates & (1 << shard) != 0)?;
+        self.last_turn = shard;
+        Some(shard)
     }
 
     /// A parked connection this checkout may take: what is reserved only the told waiter
@@ -218,49 +370,56 @@ impl Handoff {
     pub(crate) fn new(capacity: u32) -> Self {
         let capacity = usize::try_from(capacity).unwrap_or(usize::MAX).max(1);
         Self {
-            state: Mutex::new(State {
-                parked: Vec::new(),
-                claims: 0,
-                waiters: VecDeque::new(),
-                told: false,
-                reserved: 0,
-                hand_over_at: Instant::now(),
-                unclocked: 0,
-                sweep_due: false,
-            }),
+            shards: (0..SHARDS)
+                .map(|shard| CachePadded::new(Mutex::new(State::new(shard))))
+                .collect(),
+            waiting: CachePadded::new(AtomicUsize::new(0)),
+            used: AtomicUsize::new(0),
             capacity,
             fair_every: FAIR_TURN / u32::try_from(capacity).unwrap_or(u32::MAX),
         }
     }
 
-    /// A claim for one guard's connection, held for the guard's whole life. In the same lock
-    /// it takes a parked connection if one is free, for its first `source`: a checkout that
-    /// finds one then locks once, not twice (two cores checking out contend on this lock).
+    /// A claim for one guard's connection, held for the guard's whole life, on the current
+    /// thread's shard. In the same lock it takes a parked connection if one is free, for its
+    /// first `source`: a checkout that finds one then locks once, not twice.
     pub(crate) fn claim(self: &Arc<Self>) -> Claim {
-        let mut state = self.lock();
+        self.claim_on(shard::home())
+    }
+
+    fn claim_on(self: &Arc<Self>, shard: usize) -> Claim {
+        if self.used.load(Ordering::Relaxed) & (1 << shard) == 0 {
+            self.used.fetch_or(1 << shard, Ordering::SeqCst);
+        }
+        let mut state = self.lock(shard);
         state.claims += 1;
         let parked = state.take_parked(false);
-        state.check(self.capacity);
+        self.settle(&mut state);
         drop(state);
         Claim {
             handoff: Arc::clone(self),
+            shard,
             live: true,
             parked,
         }
     }
 
-    /// Ends the linger at once: with no claim live, every parked connection goes back to sqlx
-    /// now rather than at the sweep. `Db::quiesce` and `Db::close` ask for this: nothing runs,
-    /// so nothing should wait for a next checkout, and the views should not wait for the sweep.
+    /// Ends the linger at once: in every shard with no claim live, every parked connection
+    /// goes back to sqlx now rather than at the sweep. `Db::quiesce` and `Db::close` ask for
+    /// this: nothing runs, so nothing should wait for a next checkout, and the views should not
+    /// wait for the sweep.
     pub(crate) fn release_idle(&self) {
-        self.release(false);
+        for shard in 0..SHARDS {
+            self.release(shard, false);
+        }
     }
 
-    /// With no claim live, every parked connection goes back to sqlx; with one, they stay
-    /// parked under the first rule. `sweep_ran`: the due sweep is this, so none is due after.
-    fn release(&self, sweep_ran: bool) {
+    /// With no claim of `shard` live, every connection parked there goes back to sqlx; with
+    /// one, they stay parked under the first rule. `sweep_ran`: the due sweep is this, so none
+    /// is due after.
+    fn release(&self, shard: usize, sweep_ran: bool) {
         let released = {
-            let mut state = self.lock();
+            let mut state = self.lock(shard);
             state.sweep_due &= !sweep_ran;
             let released = match state.claims {
                 0 => {
@@ -269,20 +428,88 @@ impl Handoff {
                 }
                 _ => Vec::new(),
             };
-            state.check(self.capacity);
+            self.settle(&mut state);
             released
         };
         // Dropped outside the lock: each drop spawns sqlx's return-to-pool task.
         drop(released);
     }
 
-    /// parking_lot's lock, not std's: two cores taking this one lock per checkout and per
-    /// release fell into a convoy with std's (each sleeping on the futex, every unlock a
-    /// syscall) in about one run in five, at a third of the throughput, for the whole run;
-    /// parking_lot's spinning did not, in 18 runs (bare cycle, pool of 8, 2-128 tasks).
-    /// It has no poisoning; the state is only ever changed in a few lines that cannot panic.
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock()
+    /// parking_lot's lock, not std's: two cores taking one lock per checkout and per release
+    /// fell into a convoy with std's (each sleeping on the futex, every unlock a syscall) in
+    /// about one run in five, at a third of the throughput, for the whole run (before shards;
+    /// a shard's lock is still taken by other threads when connections move). It has no
+    /// poisoning; a state is only ever changed in a few lines that cannot panic.
+    fn lock(&self, shard: usize) -> MutexGuard<'_, State> {
+        self.shards[shard].lock()
+    }
+
+    /// The shards other than `shard` with a checkout waiting. Read under `shard`'s lock: a
+    /// checkout raises its bit before it looks in the other shards, so a connection parked
+    /// here while it does is either seen by it or given to it.
+    fn elsewhere(&self, shard: usize) -> usize {
+        self.waiting.load(Ordering::SeqCst) & !(1 << shard | 1 << (SHARDS + shard))
+    }
+
+    /// Every change to a shard ends here, under its lock: its bit follows whether a checkout
+    /// waits there, and the rules are asserted.
+    fn settle(&self, state: &mut State) {
+        let flags = state.flags();
+        if flags != state.flagged {
+            let (raised, lowered) = (flags & !state.flagged, state.flagged & !flags);
+            if raised != 0 {
+                self.waiting.fetch_or(raised, Ordering::SeqCst);
+            }
+            if lowered != 0 {
+                self.waiting.fetch_and(!lowered, Ordering::SeqCst);
+            }
+            state.flagged = flags;
+        }
+        state.check(self.capacity);
+    }
+
+    /// Gives `conn`, which no claim holds, to `to`'s waiters; on to another shard's if they
+    /// went away. Each step clears a bit that named a shard with no waiter left, so it ends;
+    /// bounded all the same: the last step parks it where it is.
+    fn deliver(self: &Arc<Self>, to: usize, conn: Conn) {
+        let mut onward = Some((to, conn));
+        for step in 1..=SHARDS {
+            let Some((shard, conn)) = onward.take() else {
+                return;
+            };
+            let sweep = {
+                let mut state = self.lock(shard);
+                let elsewhere = match step {
+                    SHARDS => 0,
+                    _ => self.elsewhere(shard),
+                };
+                onward = state.receive(conn, elsewhere);
+                let sweep = state.sweep_needed();
+                self.settle(&mut state);
+                sweep
+            };
+            if sweep {
+                Sweep(Arc::clone(self), shard).after(LINGER);
+            }
+        }
+        assert!(
+            onward.is_none(),
+            "a connection moved on past the last shard"
+        );
+    }
+
+    /// A connection parked in a shard other than `home`, free to take (not kept for a told
+    /// waiter there), for a checkout of `home` about to wait.
+    fn take_elsewhere(&self, home: usize) -> Option<Conn> {
+        let others = self.used.load(Ordering::SeqCst) & !(1 << home);
+        (0..SHARDS)
+            .filter(|shard| others & (1 << shard) != 0)
+            .find_map(|shard| {
+                let mut state = self.lock(shard);
+                let conn = state.take_parked(false);
+                self.settle(&mut state);
+                conn
+            })
     }
 }
 
@@ -310,6 +537,8 @@ pub(crate) enum Source {
 #[derive(Debug)]
 pub(crate) struct Claim {
     handoff: Arc<Handoff>,
+    /// The shard it began on: its wait and its end go there, wherever its task runs then.
+    shard: usize,
     live: bool,
     /// Taken with the claim, for the first `source`.
     parked: Option<Conn>,
@@ -318,8 +547,9 @@ pub(crate) struct Claim {
 impl Claim {
     /// A parked connection, else one `idle` gives (sqlx's idle queue, taken without waiting,
     /// which sqlx grants only when none of its own waiters is queued), else a place among the
-    /// waiters. One lock: nothing can be parked between the look and the wait. `told`: this
-    /// checkout was told to look, so no waiter is told any more.
+    /// waiters. One lock for this shard: nothing can be parked here between the look and the
+    /// wait. Then, with its bit raised, a look in the other shards. `told`: this checkout was
+    /// told to look, so no waiter is told any more.
     pub(crate) fn source(
         &mut self,
         turn: Turn,
@@ -334,34 +564,42 @@ impl Claim {
             );
             return Source::Ready(conn);
         }
-        let mut state = self.handoff.lock();
-        state.told &= !told;
-        let source = match state.take_parked(told).or_else(idle) {
-            Some(conn) => Source::Ready(conn),
-            None => {
-                let (sender, receiver) = oneshot::channel();
-                // A retried checkout (its connection was dead) left its first entry behind.
-                if state.waiters.len() >= state.claims {
-                    state.waiters.retain(|w| !w.is_closed());
+        let wait = {
+            let mut state = self.handoff.lock(self.shard);
+            state.told &= !told;
+            let source = match state.take_parked(told).or_else(idle) {
+                Some(conn) => Source::Ready(conn),
+                None => {
+                    let (sender, receiver) = oneshot::channel();
+                    // A retried checkout (its connection was dead) left its first entry behind.
+                    let full = state.waiters.len() >= state.claims;
+                    state.drop_gone(full);
+                    state.queue(sender, turn);
+                    Source::Wait(Wait {
+                        receiver,
+                        done: false,
+                        handoff: Arc::clone(&self.handoff),
+                        shard: self.shard,
+                    })
                 }
-                match turn {
-                    Turn::Queue => state.waiters.push_back(sender),
-                    Turn::First => state.waiters.push_front(sender),
-                }
-                Source::Wait(Wait {
-                    receiver,
-                    done: false,
-                    handoff: Arc::clone(&self.handoff),
-                })
+            };
+            self.handoff.settle(&mut state);
+            match source {
+                Source::Ready(conn) => return Source::Ready(conn),
+                Source::Wait(wait) => wait,
             }
         };
-        state.check(self.handoff.capacity);
-        source
+        match self.handoff.take_elsewhere(self.shard) {
+            // The wait, dropped, passes on anything sent to it meanwhile.
+            Some(conn) => Source::Ready(conn),
+            None => Source::Wait(wait),
+        }
     }
 
-    /// Ends the claim. A clean connection goes to a waiter or is parked (`State::give`); if
-    /// this was the last claim, a sweep sends what is parked back to sqlx after [`LINGER`].
-    /// Anything else goes back to sqlx at once.
+    /// Ends the claim. A clean connection goes to a waiter or is parked (`State::give`), or
+    /// to another shard's waiter (`Handoff::deliver`); if this was the last claim of its
+    /// shard, a sweep sends what is parked there back to sqlx after [`LINGER`]. Anything else
+    /// goes back to sqlx at once.
     pub(crate) fn end(&mut self, conn: Option<Conn>, clean: bool) {
         assert!(self.live, "a claim ended twice");
         assert!(
@@ -371,27 +609,29 @@ impl Claim {
         self.live = false;
         // Nothing here allocates on the way through: a hand-over or a park moves one
         // connection, and only the last claim of a busy spell schedules a sweep.
-        let (unclean, sweep) = {
-            let mut state = self.handoff.lock();
+        let (unclean, moving, sweep) = {
+            let mut state = self.handoff.lock(self.shard);
             state.claims -= 1;
-            if state.waiters.len() > state.claims {
-                state.waiters.retain(|w| !w.is_closed());
-            }
-            let unclean = match conn {
+            let full = state.waiters.len() > state.claims;
+            state.drop_gone(full);
+            let (unclean, moving) = match conn {
                 Some(conn) if clean => {
-                    state.give(conn, self.handoff.fair_every);
-                    None
+                    let elsewhere = self.handoff.elsewhere(self.shard);
+                    (None, state.give(conn, self.handoff.fair_every, elsewhere))
                 }
-                unclean => unclean,
+                unclean => (unclean, None),
             };
             let sweep = state.sweep_needed();
-            state.check(self.handoff.capacity);
-            (unclean, sweep)
+            self.handoff.settle(&mut state);
+            (unclean, moving, sweep)
         };
         // Dropped outside the lock: each drop spawns sqlx's return-to-pool task.
         drop(unclean);
+        if let Some((shard, conn)) = moving {
+            self.handoff.deliver(shard, conn);
+        }
         if sweep {
-            Sweep(Arc::clone(&self.handoff)).after(LINGER);
+            Sweep(Arc::clone(&self.handoff), self.shard).after(LINGER);
         }
     }
 }
@@ -405,6 +645,7 @@ pub(crate) struct Wait {
     /// The receiver has returned, and polling it again would panic.
     done: bool,
     handoff: Arc<Handoff>,
+    shard: usize,
 }
 
 impl Future for Wait {
@@ -431,33 +672,41 @@ impl Drop for Wait {
         let Ok(unheard) = self.receiver.try_recv() else {
             return;
         };
-        let sweep = {
-            let mut state = self.handoff.lock();
-            match unheard {
-                Answer::Yours(conn) => state.give(conn, self.handoff.fair_every),
+        let (moving, sweep) = {
+            let mut state = self.handoff.lock(self.shard);
+            let moving = match unheard {
+                Answer::Yours(conn) => {
+                    let elsewhere = self.handoff.elsewhere(self.shard);
+                    state.give(conn, self.handoff.fair_every, elsewhere)
+                }
                 Answer::Look => {
                     state.told = false;
                     state.tell();
+                    None
                 }
-            }
+            };
             // Dropped after its checkout's claim: the sweep that claim's end would schedule.
             let sweep = state.sweep_needed();
-            state.check(self.handoff.capacity);
-            sweep
+            self.handoff.settle(&mut state);
+            (moving, sweep)
         };
+        if let Some((shard, conn)) = moving {
+            self.handoff.deliver(shard, conn);
+        }
         if sweep {
-            Sweep(Arc::clone(&self.handoff)).after(LINGER);
+            Sweep(Arc::clone(&self.handoff), self.shard).after(LINGER);
         }
     }
 }
 
-/// A scheduled sweep of one `Handoff`. It sweeps when dropped, so a sweep whose task never
-/// runs (spawned onto a runtime shutting down, or with no runtime at all) still sweeps.
-struct Sweep(Arc<Handoff>);
+/// A scheduled sweep of one shard of a `Handoff`. It sweeps when dropped, so a sweep whose
+/// task never runs (spawned onto a runtime shutting down, or with no runtime at all) still
+/// sweeps.
+struct Sweep(Arc<Handoff>, usize);
 
 impl Sweep {
     fn after(self, linger: Duration) {
-        // Spawned outside the handoff's lock: a runtime that refuses the task drops it, and
+        // Spawned outside the handoff's locks: a runtime that refuses the task drops it, and
         // with it this sweep, at once.
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
@@ -469,10 +718,11 @@ impl Sweep {
 }
 
 impl Drop for Sweep {
-    /// Sends every parked connection back to sqlx, unless a claim is live again: then they
-    /// stay parked under the first rule, and the last claim to end schedules the next sweep.
+    /// Sends every connection parked in its shard back to sqlx, unless a claim is live there
+    /// again: then they stay parked under the first rule, and the last claim to end schedules
+    /// the next sweep.
     fn drop(&mut self) {
-        self.0.release(true);
+        self.0.release(self.1, true);
     }
 }
 
@@ -492,8 +742,16 @@ mod tests {
     use super::*;
     use crate::db::scratch::Scratch;
 
+    /// Parked in every shard.
     fn parked(handoff: &Handoff) -> usize {
-        handoff.lock().parked.len()
+        (0..SHARDS)
+            .map(|shard| handoff.lock(shard).parked.len())
+            .sum()
+    }
+
+    /// The shard of the test's thread, where its claims are.
+    fn home(handoff: &Handoff) -> MutexGuard<'_, State> {
+        handoff.lock(shard::home())
     }
 
     /// A handoff beside a sqlx pool of `size` on a scratch SQLite file.
@@ -543,7 +801,7 @@ mod tests {
         assert_eq!(parked(handoff), 1, "a live claim may still take it");
         drop(beside);
         assert_eq!(parked(handoff), 1, "the last claim schedules a sweep");
-        assert!(handoff.lock().sweep_due);
+        assert!(home(handoff).sweep_due);
         handoff.release_idle();
         assert_eq!(parked(handoff), 0, "no claim live: back to sqlx at once");
 
@@ -552,7 +810,7 @@ mod tests {
         assert_eq!(parked(handoff), 1);
         tokio::time::sleep(LINGER * 5).await;
         assert_eq!(parked(handoff), 0, "the sweep sent it back");
-        assert!(!handoff.lock().sweep_due);
+        assert!(!home(handoff).sweep_due);
 
         let mut unclean = handoff.claim();
         unclean.end(Some(pool.acquire().await.unwrap()), false);
@@ -609,7 +867,7 @@ mod tests {
 
     /// Makes the next release with a checkout waiting look at the clock, and find a turn due.
     fn turn_due_at_next_release(handoff: &Handoff) {
-        let mut state = handoff.lock();
+        let mut state = home(handoff);
         state.unclocked = RELEASES_PER_CLOCK - 1;
         state.hand_over_at = Instant::now();
     }
@@ -638,9 +896,9 @@ mod tests {
                 releaser.source(Turn::Queue, false, || None),
                 "the releaser takes its parked connection back",
             );
-            assert!(handoff.lock().told, "told, and not looked yet");
+            assert!(home(handoff).told, "told, and not looked yet");
             wait = waiting(waiter.source(Turn::First, true, || None));
-            assert!(!handoff.lock().told, "looked, found nothing, queued again");
+            assert!(!home(handoff).told, "looked, found nothing, queued again");
         }
         drop(wait);
         (limit, Err(conn))
@@ -664,18 +922,18 @@ mod tests {
             panic!("never handed over")
         };
         assert_eq!(releases, RELEASES_PER_CLOCK);
-        assert!(handoff.lock().hand_over_at >= start + handoff.fair_every);
+        assert!(home(handoff).hand_over_at >= start + handoff.fair_every);
 
         // Not due: passed over, however many releases.
         first = handoff.claim();
-        handoff.lock().hand_over_at = Instant::now() + Duration::from_secs(3600);
+        home(handoff).hand_over_at = Instant::now() + Duration::from_secs(3600);
         let (_, kept) = release_until_handed_over(handoff, &mut second, conn, &mut first, 100);
         let Err(conn) = kept else {
             panic!("handed over before the turn was due")
         };
 
         // Due again.
-        handoff.lock().hand_over_at = Instant::now();
+        home(handoff).hand_over_at = Instant::now();
         let (releases, handed) =
             release_until_handed_over(handoff, &mut second, conn, &mut first, 100);
         let Ok(conn) = handed else {
@@ -760,7 +1018,7 @@ mod tests {
         );
         turn_due_at_next_release(handoff);
         holder.end(Some(conn), true);
-        assert_eq!((parked(handoff), handoff.lock().reserved), (1, 1));
+        assert_eq!((parked(handoff), home(handoff).reserved), (1, 1));
 
         let mut later = handoff.claim();
         let later_wait = waiting(later.source(Turn::Queue, false, || None));
@@ -768,7 +1026,7 @@ mod tests {
             oldest.source(Turn::First, true, || None),
             "the told waiter takes what was kept for it",
         );
-        assert_eq!(handoff.lock().reserved, 0);
+        assert_eq!(home(handoff).reserved, 0);
 
         drop(later_wait);
         drop(later);
@@ -783,7 +1041,7 @@ mod tests {
         let rig = Rig::new(1).await;
         let mut waiter = rig.handoff.claim();
         let mut wait = waiting(waiter.source(Turn::Queue, false, || None));
-        rig.handoff.lock().waiters.clear();
+        home(&rig.handoff).waiters.clear();
         let mut cx = Context::from_waker(std::task::Waker::noop());
         for _ in 0..2 {
             assert!(Pin::new(&mut wait).poll(&mut cx).is_pending());

@@ -2,6 +2,7 @@
 //! dropped, on every path (return, `?`, panic unwind, a cancelled future). It names the holder
 //! of each open session, so a leak report says who leaked, as HikariCP's leak detection does.
 
+use super::shard::{self, SHARDS};
 use crossbeam_utils::CachePadded;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -33,13 +34,6 @@ pub struct LedgerView {
     pub holders: Vec<Holding>,
 }
 
-/// Shards of the ledger: a guard counts itself in and out on the shard of the thread that
-/// opened it, so two cores checking out at once do not queue on one lock (on the pool's bare
-/// cycle at two tasks, the one lock was a fifth of the time; benches/pool.rs). Threads take
-/// the shards in turn as they first count, so the first 16 (a runtime's workers, here) each
-/// have their own; later ones share.
-const SHARDS: usize = 16;
-
 /// One shard's holdings, in slots reused as they close: opening and closing a session touch one
 /// slot and allocate nothing once the shard has seen its peak.
 #[derive(Debug, Default)]
@@ -52,6 +46,9 @@ struct Shard {
     closed_total: u64,
 }
 
+/// Sharded by thread (`shard.rs`): a guard counts itself in and out on the shard of the thread
+/// that opened it, so two cores checking out at once do not queue on one lock (on the pool's
+/// bare cycle at two tasks, the one lock was a fifth of the time; benches/pool.rs).
 #[derive(Debug)]
 pub struct Ledger {
     /// Each alone on its cache lines: two shards never share one. (The total open, below, is
@@ -59,27 +56,18 @@ pub struct Ledger {
     shards: Box<[CachePadded<Mutex<Shard>>]>,
     /// Open across all shards, changed under the shard's lock: while every shard is locked
     /// (`view`), it equals the number of their slots that hold a session.
-    open: AtomicUsize,
-    peak: AtomicUsize,
+    open: CachePadded<AtomicUsize>,
+    peak: CachePadded<AtomicUsize>,
 }
 
 impl Default for Ledger {
     fn default() -> Self {
         Self {
             shards: (0..SHARDS).map(|_| CachePadded::default()).collect(),
-            open: AtomicUsize::new(0),
-            peak: AtomicUsize::new(0),
+            open: CachePadded::new(AtomicUsize::new(0)),
+            peak: CachePadded::new(AtomicUsize::new(0)),
         }
     }
-}
-
-/// The shard of the current thread: threads take the shards in turn as they first count.
-fn home_shard() -> usize {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    thread_local! {
-        static HOME: usize = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS;
-    }
-    HOME.with(|home| *home)
 }
 
 impl Ledger {
@@ -97,7 +85,7 @@ impl Ledger {
     }
 
     pub(crate) fn open(self: &Arc<Self>, holder: &'static str, kind: GuardKind) -> Ticket {
-        let shard_index = home_shard();
+        let shard_index = shard::home();
         let mut shard = self.shard(shard_index);
         let id = shard.issued * SHARDS as u64 + shard_index as u64;
         shard.issued += 1;
@@ -231,7 +219,7 @@ mod tests {
             drop(ledger.open("op.cycle", GuardKind::Transaction));
         }
         assert_eq!(
-            ledger.shard(home_shard()).slots.len(),
+            ledger.shard(shard::home()).slots.len(),
             3,
             "closed slots are reused"
         );

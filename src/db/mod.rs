@@ -12,6 +12,7 @@ mod handoff;
 mod ledger;
 pub mod scratch;
 mod server;
+mod shard;
 mod views;
 
 pub use error::DbError;
