@@ -573,3 +573,82 @@ async fn a_removed_scratch_file_leaves_nothing_sqlite() {
     let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+/// On a thread of its own (so on a handoff shard of its own, db/shard.rs): the runtime's
+/// `block_on`, from outside its workers.
+fn on_own_thread<T: Send + 'static>(
+    work: impl std::future::Future<Output = T> + Send + 'static,
+) -> std::thread::JoinHandle<T> {
+    let runtime = tokio::runtime::Handle::current();
+    std::thread::spawn(move || runtime.block_on(work))
+}
+
+fn joined<T>(thread: std::thread::JoinHandle<T>) -> T {
+    tokio::task::block_in_place(|| thread.join().expect("the thread panicked"))
+}
+
+/// Patience for a checkout that should be served at once: long enough for a loaded machine,
+/// short enough that a stranded one fails the test instead of hanging it.
+const SERVED_AT_ONCE: Duration = Duration::from_secs(2);
+
+// A connection parked by one thread serves a checkout on another: the first thread's other
+// sessions keep its shard's claims live, so no sweep would ever send it back to sqlx, and sqlx
+// counts it checked out. The checkout finds it before it waits.
+both_backends!(
+    a_connection_parked_by_one_thread_serves_a_checkout_on_another,
+    |env| {
+        env.db.set_acquire_patience(Some(SERVED_AT_ONCE));
+        let db = env.db.clone();
+        let held = joined(on_own_thread(async move {
+            let mut held = Vec::new();
+            for _ in 0..db.max_connections() {
+                held.push(db.session("test.hog").await.unwrap());
+            }
+            held.pop();
+            held
+        }));
+        let db = env.db.clone();
+        let served = joined(on_own_thread(async move {
+            db.session("test.other_thread").await.map(drop)
+        }));
+        served.expect("served by the connection parked on the other thread");
+        drop(held);
+        env.db.set_acquire_patience(None);
+        env.db.quiesce(SHORT * 10).await.unwrap();
+    }
+);
+
+// A release on a thread where no checkout waits goes to one waiting on another thread, even
+// while the releasing thread's other sessions keep its shard busy.
+both_backends!(
+    a_release_goes_to_a_checkout_waiting_on_another_thread,
+    |env| {
+        env.db.set_acquire_patience(Some(SERVED_AT_ONCE));
+        let (release_one, one_released) = std::sync::mpsc::channel::<()>();
+        let (end, ended) = std::sync::mpsc::channel::<()>();
+        let (all_held, holding) = std::sync::mpsc::channel::<()>();
+        let db = env.db.clone();
+        let hog = on_own_thread(async move {
+            let mut held = Vec::new();
+            for _ in 0..db.max_connections() {
+                held.push(db.session("test.hog").await.unwrap());
+            }
+            all_held.send(()).unwrap();
+            one_released.recv().unwrap();
+            held.pop();
+            ended.recv().unwrap();
+        });
+        tokio::task::block_in_place(|| holding.recv().unwrap());
+        let db = env.db.clone();
+        let waiter =
+            on_own_thread(async move { db.session("test.waiting_thread").await.map(drop) });
+        // Waiting by now (it would also find the connection parked, were it not).
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        release_one.send(()).unwrap();
+        joined(waiter).expect("handed the connection released on the other thread");
+        end.send(()).unwrap();
+        joined(hog);
+        env.db.set_acquire_patience(None);
+        env.db.quiesce(SHORT * 10).await.unwrap();
+    }
+);

@@ -589,11 +589,16 @@ impl Claim {
                 Source::Wait(wait) => wait,
             }
         };
-        match self.handoff.take_elsewhere(self.shard) {
-            // The wait, dropped, passes on anything sent to it meanwhile.
-            Some(conn) => Source::Ready(conn),
-            None => Source::Wait(wait),
-        }
+        let Some(conn) = self.handoff.take_elsewhere(self.shard) else {
+            return Source::Wait(wait);
+        };
+        // The wait, dropped, passes on anything sent to it meanwhile; then its entry goes, so
+        // no release takes this shard's flag for a waiter.
+        drop(wait);
+        let mut state = self.handoff.lock(self.shard);
+        state.drop_gone(true);
+        self.handoff.settle(&mut state);
+        Source::Ready(conn)
     }
 
     /// Ends the claim. A clean connection goes to a waiter or is parked (`State::give`), or
@@ -1049,5 +1054,187 @@ mod tests {
         drop(wait);
         drop(waiter);
         rig.finish().await;
+    }
+
+    /// Two shards, whatever the test's thread: claims are placed on them directly.
+    const HERE: usize = 0;
+    const THERE: usize = 1;
+
+    fn flags(handoff: &Handoff) -> usize {
+        handoff.waiting.load(Ordering::SeqCst)
+    }
+
+    /// A checkout about to wait takes a connection parked in another shard: parked there, it
+    /// would serve no one until that shard's next release or sweep.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_checkout_about_to_wait_takes_what_another_shard_has_parked() {
+        let rig = Rig::new(2).await;
+        let (pool, handoff) = (&rig.pool, &rig.handoff);
+        let beside = handoff.claim_on(THERE);
+        let mut there = handoff.claim_on(THERE);
+        there.end(Some(pool.acquire().await.unwrap()), true);
+        assert_eq!(
+            handoff.lock(THERE).parked.len(),
+            1,
+            "parked in its own shard"
+        );
+
+        let mut here = handoff.claim_on(HERE);
+        let conn = ready(
+            here.source(Turn::Queue, false, || None),
+            "the connection parked in the other shard",
+        );
+        assert_eq!(parked(handoff), 0);
+        assert_eq!(flags(handoff), 0, "no one waits");
+        here.end(Some(conn), true);
+        drop(beside);
+        rig.finish().await;
+    }
+
+    /// A release whose shard has no waiter gives its connection to a waiter in another shard,
+    /// outright: parked in its own, it would wait for its own next checkout.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_release_with_no_waiter_in_its_shard_goes_to_a_waiter_in_another() {
+        let rig = Rig::new(1).await;
+        let (pool, handoff) = (&rig.pool, &rig.handoff);
+        let mut holder = handoff.claim_on(HERE);
+        let conn = pool.acquire().await.unwrap();
+        let mut waiter = handoff.claim_on(THERE);
+        let mut wait = waiting(waiter.source(Turn::Queue, false, || None));
+        assert_eq!(flags(handoff), 1 << THERE, "its shard's flag is raised");
+
+        holder.end(Some(conn), true);
+        let Some(Answer::Yours(conn)) = heard(&mut wait) else {
+            panic!("the waiter in the other shard was not handed the connection")
+        };
+        assert_eq!(parked(handoff), 0);
+        assert_eq!(flags(handoff), 0, "lowered once the waiter was answered");
+        drop(wait);
+        waiter.end(Some(conn), true);
+        rig.finish().await;
+    }
+
+    /// The SQLite writer whose turn it is, waiting in another shard, gets a release ahead of
+    /// the readers waiting in the releaser's own shard.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_waiter_that_came_first_elsewhere_goes_ahead_of_those_here() {
+        let rig = Rig::new(1).await;
+        let (pool, handoff) = (&rig.pool, &rig.handoff);
+        let mut holder = handoff.claim_on(HERE);
+        let conn = pool.acquire().await.unwrap();
+        let mut reader = handoff.claim_on(HERE);
+        let mut reader_wait = waiting(reader.source(Turn::Queue, false, || None));
+        let mut writer = handoff.claim_on(THERE);
+        let mut writer_wait = waiting(writer.source(Turn::First, false, || None));
+        assert_eq!(
+            flags(handoff),
+            1 << HERE | 1 << THERE | 1 << (SHARDS + THERE)
+        );
+
+        holder.end(Some(conn), true);
+        let Some(Answer::Yours(conn)) = heard(&mut writer_wait) else {
+            panic!("the writer in the other shard was not handed the connection")
+        };
+        assert!(heard(&mut reader_wait).is_none(), "the reader was not told");
+        drop(writer_wait);
+        writer.end(Some(conn), true);
+        // The writer's shard has no one waiting: the reader's shard gets it.
+        let Some(Answer::Yours(conn)) = heard(&mut reader_wait) else {
+            panic!("the reader was not handed the connection next")
+        };
+        drop(reader_wait);
+        reader.end(Some(conn), true);
+        rig.finish().await;
+    }
+
+    /// When a release's turn to hand over comes, the turn goes round the shards with a
+    /// waiter, its own included, starting after itself.
+    #[tokio::test(flavor = "current_thread")]
+    async fn turns_go_round_the_shards_with_a_waiter() {
+        let rig = Rig::new(1).await;
+        let (pool, handoff) = (&rig.pool, &rig.handoff);
+        let mut holder = handoff.claim_on(HERE);
+        let conn = pool.acquire().await.unwrap();
+        let mut near = handoff.claim_on(HERE);
+        let mut near_wait = waiting(near.source(Turn::Queue, false, || None));
+        let mut far = handoff.claim_on(THERE);
+        let mut far_wait = waiting(far.source(Turn::Queue, false, || None));
+
+        let due = |handoff: &Handoff| {
+            let mut state = handoff.lock(HERE);
+            state.unclocked = RELEASES_PER_CLOCK - 1;
+            state.hand_over_at = Instant::now();
+        };
+        due(handoff);
+        holder.end(Some(conn), true);
+        let Some(Answer::Yours(conn)) = heard(&mut far_wait) else {
+            panic!("the first turn did not go to the other shard")
+        };
+        assert!(heard(&mut near_wait).is_none());
+
+        // Back in the first shard (the other has no waiter now: it goes back at once), where
+        // a new holder's release finds the turn due again: its own waiter's turn.
+        drop(far_wait);
+        far.end(Some(conn), true);
+        let Some(Answer::Yours(conn)) = heard(&mut near_wait) else {
+            panic!("not handed back to the first shard's waiter")
+        };
+        drop(near_wait);
+        let mut again = handoff.claim_on(THERE);
+        let mut again_wait = waiting(again.source(Turn::Queue, false, || None));
+        let mut last = handoff.claim_on(HERE);
+        let mut last_wait = waiting(last.source(Turn::Queue, false, || None));
+        due(handoff);
+        near.end(Some(conn), true);
+        let Some(Answer::Yours(conn)) = heard(&mut last_wait) else {
+            panic!("the second turn did not come back to the releaser's own shard")
+        };
+        assert!(heard(&mut again_wait).is_none());
+        drop(last_wait);
+        drop(again_wait);
+        drop(again);
+        last.end(Some(conn), true);
+        rig.finish().await;
+    }
+
+    /// A shard's flag may outlive its waiter (served by sqlx's pool, its entry closed but not
+    /// yet cleared): a connection given to it then finds no one, and is parked there (where a
+    /// claim is live) or goes on to a shard where someone does wait; either way the flag falls.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_connection_given_to_a_shard_whose_waiter_left_is_parked_there() {
+        let rig = Rig::new(2).await;
+        let (pool, handoff) = (&rig.pool, &rig.handoff);
+        let mut holder = handoff.claim_on(HERE);
+        let conn = pool.acquire().await.unwrap();
+        let mut served = handoff.claim_on(THERE);
+        let wait = waiting(served.source(Turn::Queue, false, || None));
+        drop(wait);
+        let pooled = pool.acquire().await.unwrap();
+        assert_eq!(
+            flags(handoff),
+            1 << THERE,
+            "still raised: its entry is not cleared"
+        );
+
+        holder.end(Some(conn), true);
+        assert_eq!(handoff.lock(THERE).parked.len(), 1, "parked where it went");
+        assert_eq!(flags(handoff), 0);
+        served.end(Some(pooled), true);
+        assert!(
+            handoff.lock(THERE).sweep_due,
+            "the last claim there schedules its sweep"
+        );
+        rig.finish().await;
+    }
+
+    /// Turns go round from the last shard served, its own included when asked.
+    #[test]
+    fn next_turn_goes_round_after_the_last() {
+        let mut state = State::new(2);
+        let candidates = 1 << 0 | 1 << 2 | 1 << 5;
+        let turns: Vec<_> = (0..4).map(|_| state.next_turn(candidates)).collect();
+        assert_eq!(turns, [Some(5), Some(0), Some(2), Some(5)]);
+        assert_eq!(state.next_turn(0), None);
+        assert_eq!(state.last_turn, 5, "no turn given: unchanged");
     }
 }
