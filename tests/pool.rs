@@ -397,9 +397,10 @@ async fn a_begin_refused_by_the_database_is_an_error_not_a_retry_sqlite() {
         .await
         .expect("a refused BEGIN must not be retried");
     match refused {
-        Err(e) => assert!(!e.is_connection_lost(), "{e}"),
+        Err(ref e) => assert!(!e.is_connection_lost(), "{e}"),
         Ok(_) => panic!("BEGIN IMMEDIATE succeeded while another process holds the write lock"),
     }
+    drop(refused);
     sqlx::raw_sql("ROLLBACK").execute(&mut stray).await.unwrap();
     stray.close().await.unwrap();
     env.db.quiesce(SHORT * 10).await.unwrap();
@@ -494,15 +495,14 @@ async fn the_writer_whose_turn_it_is_goes_first_sqlite() {
     ];
     tokio::time::sleep(Duration::from_millis(50)).await;
     let db = env.db.clone();
-    let writer = tokio::spawn(async move { db.tx("test.writer").await.map(|tx| tx.rollback()) });
+    let writer = tokio::spawn(async move { db.tx("test.writer").await?.rollback().await });
     tokio::time::sleep(Duration::from_millis(50)).await;
     held.pop();
-    let rolled_back = tokio::time::timeout(Duration::from_secs(2), writer)
+    tokio::time::timeout(Duration::from_secs(2), writer)
         .await
         .expect("the writer got the connection first")
         .unwrap()
         .unwrap();
-    rolled_back.await.unwrap();
     drop(held);
     release.add_permits(2);
     for reader in readers {
@@ -598,21 +598,26 @@ both_backends!(
     a_connection_parked_by_one_thread_serves_a_checkout_on_another,
     |env| {
         env.db.set_acquire_patience(Some(SERVED_AT_ONCE));
+        let (parked_one, one_parked) = std::sync::mpsc::channel::<()>();
+        let (end, ended) = std::sync::mpsc::channel::<()>();
         let db = env.db.clone();
-        let held = joined(on_own_thread(async move {
+        let hog = on_own_thread(async move {
             let mut held = Vec::new();
             for _ in 0..db.max_connections() {
                 held.push(db.session("test.hog").await.unwrap());
             }
             held.pop();
-            held
-        }));
+            parked_one.send(()).unwrap();
+            ended.recv().unwrap();
+        });
+        tokio::task::block_in_place(|| one_parked.recv().unwrap());
         let db = env.db.clone();
         let served = joined(on_own_thread(async move {
             db.session("test.other_thread").await.map(drop)
         }));
         served.expect("served by the connection parked on the other thread");
-        drop(held);
+        end.send(()).unwrap();
+        joined(hog);
         env.db.set_acquire_patience(None);
         env.db.quiesce(SHORT * 10).await.unwrap();
     }

@@ -13,7 +13,6 @@ use sqlx::AnyConnection;
 use sqlx::Executor;
 use sqlx::any::{Any, AnyArguments, AnyRow};
 use sqlx::pool::PoolConnection;
-use std::sync::Arc;
 
 /// A statement ready to run: `db::sql("…").bind(x)`.
 pub type Statement<'q> = sqlx::query::Query<'q, Any, AnyArguments>;
@@ -24,13 +23,13 @@ pub fn sql<'q>(text: &'static str) -> Statement<'q> {
 }
 
 /// A connection checked out for one operation, in autocommit mode.
-pub struct Session {
+pub struct Session<'db> {
     /// `Some` for the whole life of the guard; taken only by `Drop`.
     pub(crate) conn: Option<PoolConnection<Any>>,
-    pub(crate) claim: Claim,
+    pub(crate) claim: Claim<'db>,
     pub(crate) holder: &'static str,
-    pub(crate) faults: Arc<Faults>,
-    pub(crate) suspect: Arc<Suspect>,
+    pub(crate) faults: &'db Faults,
+    pub(crate) suspect: &'db Suspect,
     pub(crate) statements: u32,
     /// A statement started and has not finished: if the guard drops now, it was cancelled.
     pub(crate) in_flight: bool,
@@ -38,7 +37,7 @@ pub struct Session {
     pub(crate) faulted: bool,
     /// A statement failed: the connection goes back through sqlx's release, never parked.
     pub(crate) errored: bool,
-    pub(crate) _ticket: Ticket,
+    pub(crate) _ticket: Ticket<'db>,
 }
 
 /// A transaction on a checked-out connection. Commit explicitly; drop means roll back.
@@ -49,15 +48,15 @@ pub struct Session {
 /// transaction, and the next caller's autocommit statements ran in it, uncommitted (the
 /// harness found this; see tests/cancellation.rs). Here a `Tx` is open from before `BEGIN` is
 /// sent until `COMMIT` answers, and dropping an open `Tx` always rolls back.
-pub struct Tx {
+pub struct Tx<'db> {
     /// `Some` for the whole life of the guard; taken only by `Drop`.
     pub(crate) conn: Option<PoolConnection<Any>>,
-    pub(crate) claim: Claim,
+    pub(crate) claim: Claim<'db>,
     /// `BEGIN` may have reached the server and no `COMMIT` or `ROLLBACK` has answered.
     pub(crate) open: bool,
     pub(crate) holder: &'static str,
-    pub(crate) faults: Arc<Faults>,
-    pub(crate) suspect: Arc<Suspect>,
+    pub(crate) faults: &'db Faults,
+    pub(crate) suspect: &'db Suspect,
     pub(crate) statements: u32,
     /// An await on the connection (BEGIN, a statement, COMMIT) started and has not finished: if
     /// the guard drops now, its future was cancelled there. (Read only by a seeded bug.)
@@ -69,7 +68,7 @@ pub struct Tx {
     pub(crate) errored: bool,
     /// SQLite: this transaction's turn as the one writer; given back once it has ended.
     pub(crate) writer: Option<tokio::sync::OwnedSemaphorePermit>,
-    pub(crate) _ticket: Ticket,
+    pub(crate) _ticket: Ticket<'db>,
 }
 
 /// Evidence that pooled connections may be dead (one died, or the server was told to kill
@@ -111,7 +110,7 @@ impl Suspect {
     }
 }
 
-impl Tx {
+impl Tx<'_> {
     fn raw(&mut self) -> &mut AnyConnection {
         self.conn.as_mut().expect("a live Tx holds its connection")
     }
@@ -170,7 +169,7 @@ impl Tx {
     }
 }
 
-impl Drop for Tx {
+impl Drop for Tx<'_> {
     /// An open transaction is rolled back in a task before its connection goes back to the
     /// pool; if that cannot happen (no runtime, the rollback fails, the task is dropped), the
     /// connection is closed instead, which ends the transaction on the server.
@@ -300,7 +299,7 @@ macro_rules! statement_methods {
     };
 }
 
-impl Session {
+impl Session<'_> {
     fn raw(&mut self) -> &mut AnyConnection {
         self.conn
             .as_mut()
@@ -308,7 +307,7 @@ impl Session {
     }
 }
 
-impl Drop for Session {
+impl Drop for Session<'_> {
     /// A session has no transaction to end: its connection is clean unless a statement was
     /// cancelled in flight or failed.
     fn drop(&mut self) {
@@ -317,8 +316,8 @@ impl Drop for Session {
     }
 }
 
-statement_methods!(Session, |this| this.raw());
-statement_methods!(Tx, |this| this.raw());
+statement_methods!(Session<'_>, |this| this.raw());
+statement_methods!(Tx<'_>, |this| this.raw());
 
 /// Reads a column; a missing column or a type mismatch is a storage error, never a panic.
 pub fn get<T>(row: &AnyRow, column: &'static str) -> Result<T, DbError>

@@ -206,6 +206,10 @@ impl State {
                 self.first &= !self.waiters.is_empty();
                 self.waiters.push_back(waiter);
             }
+            Turn::Again => {
+                self.first = false;
+                self.waiters.push_front(waiter);
+            }
             Turn::First => {
                 self.first = true;
                 self.waiters.push_front(waiter);
@@ -383,11 +387,11 @@ impl Handoff {
     /// A claim for one guard's connection, held for the guard's whole life, on the current
     /// thread's shard. In the same lock it takes a parked connection if one is free, for its
     /// first `source`: a checkout that finds one then locks once, not twice.
-    pub(crate) fn claim(self: &Arc<Self>) -> Claim {
+    pub(crate) fn claim(self: &Arc<Self>) -> Claim<'_> {
         self.claim_on(shard::home())
     }
 
-    fn claim_on(self: &Arc<Self>, shard: usize) -> Claim {
+    fn claim_on(self: &Arc<Self>, shard: usize) -> Claim<'_> {
         if self.used.load(Ordering::Relaxed) & (1 << shard) == 0 {
             self.used.fetch_or(1 << shard, Ordering::SeqCst);
         }
@@ -397,7 +401,7 @@ impl Handoff {
         self.settle(&mut state);
         drop(state);
         Claim {
-            handoff: Arc::clone(self),
+            handoff: self,
             shard,
             live: true,
             parked,
@@ -518,9 +522,23 @@ impl Handoff {
 pub(crate) enum Turn {
     /// Behind those already waiting.
     Queue,
-    /// Ahead of them: the SQLite writer whose turn it is, which every other writer waits for,
-    /// or a waiter told to look that found nothing (it was the oldest).
+    /// Ahead of those waiting in its shard: a waiter told to look that found nothing (it was
+    /// the oldest there).
+    Again,
+    /// Ahead of them, and of other shards' waiters: the SQLite writer whose turn it is, which
+    /// every other writer waits for.
     First,
+}
+
+impl Turn {
+    /// The place of a checkout told to look that found nothing: the front, as the oldest;
+    /// the writer keeps its precedence over other shards.
+    pub(crate) fn again(self) -> Turn {
+        match self {
+            Turn::First => Turn::First,
+            Turn::Queue | Turn::Again => Turn::Again,
+        }
+    }
 }
 
 /// Where a checkout's connection comes from.
@@ -535,8 +553,8 @@ pub(crate) enum Source {
 /// connection to give (a cancelled checkout, a guard whose connection went elsewhere), or,
 /// before its first `source`, with the parked connection it took as it began, still clean.
 #[derive(Debug)]
-pub(crate) struct Claim {
-    handoff: Arc<Handoff>,
+pub(crate) struct Claim<'a> {
+    handoff: &'a Arc<Handoff>,
     /// The shard it began on: its wait and its end go there, wherever its task runs then.
     shard: usize,
     live: bool,
@@ -544,7 +562,7 @@ pub(crate) struct Claim {
     parked: Option<Conn>,
 }
 
-impl Claim {
+impl Claim<'_> {
     /// A parked connection, else one `idle` gives (sqlx's idle queue, taken without waiting,
     /// which sqlx grants only when none of its own waiters is queued), else a place among the
     /// waiters. One lock for this shard: nothing can be parked here between the look and the
@@ -578,7 +596,7 @@ impl Claim {
                     Source::Wait(Wait {
                         receiver,
                         done: false,
-                        handoff: Arc::clone(&self.handoff),
+                        handoff: Arc::clone(self.handoff),
                         shard: self.shard,
                     })
                 }
@@ -636,7 +654,7 @@ impl Claim {
             self.handoff.deliver(shard, conn);
         }
         if sweep {
-            Sweep(Arc::clone(&self.handoff), self.shard).after(LINGER);
+            Sweep(Arc::clone(self.handoff), self.shard).after(LINGER);
         }
     }
 }
@@ -731,7 +749,7 @@ impl Drop for Sweep {
     }
 }
 
-impl Drop for Claim {
+impl Drop for Claim<'_> {
     fn drop(&mut self) {
         if self.live {
             // A connection taken with the claim and never sourced is as clean as when parked.
@@ -796,7 +814,7 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn what_is_parked_goes_back_at_the_sweep_or_at_release_idle_only_with_no_claim_live() {
         let rig = Rig::new(2).await;
-        let (pool, handoff) = (&rig.pool, &rig.handoff);
+        let (pool, handoff) = (&rig.pool, &Arc::clone(&rig.handoff));
 
         let mut first = handoff.claim();
         let beside = handoff.claim();
@@ -828,7 +846,7 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn a_claim_takes_a_parked_connection_as_it_begins_and_gives_it_back_unsourced() {
         let rig = Rig::new(2).await;
-        let (pool, handoff) = (&rig.pool, &rig.handoff);
+        let (pool, handoff) = (&rig.pool, &Arc::clone(&rig.handoff));
         let beside = handoff.claim();
         let mut first = handoff.claim();
         first.end(Some(pool.acquire().await.unwrap()), true);
@@ -881,11 +899,11 @@ mod tests {
     /// `waiter` waits: every release either tells the waiter to look (it finds the releaser
     /// took the connection back, and queues again at the front) or hands over outright.
     /// Returns how many releases it took and the connection handed over, if one was.
-    fn release_until_handed_over(
-        handoff: &Arc<Handoff>,
-        releaser: &mut Claim,
+    fn release_until_handed_over<'a>(
+        handoff: &'a Arc<Handoff>,
+        releaser: &mut Claim<'a>,
         mut conn: Conn,
-        waiter: &mut Claim,
+        waiter: &mut Claim<'a>,
         limit: u32,
     ) -> (u32, Result<Conn, Conn>) {
         let mut wait = waiting(waiter.source(Turn::Queue, false, || None));
@@ -902,7 +920,7 @@ mod tests {
                 "the releaser takes its parked connection back",
             );
             assert!(home(handoff).told, "told, and not looked yet");
-            wait = waiting(waiter.source(Turn::First, true, || None));
+            wait = waiting(waiter.source(Turn::Again, true, || None));
             assert!(!home(handoff).told, "looked, found nothing, queued again");
         }
         drop(wait);
@@ -914,7 +932,7 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn a_releaser_takes_its_connection_back_until_the_waiters_turn_is_due() {
         let rig = Rig::new(1).await;
-        let (pool, handoff) = (&rig.pool, &rig.handoff);
+        let (pool, handoff) = (&rig.pool, &Arc::clone(&rig.handoff));
         let mut first = handoff.claim();
         let mut second = handoff.claim();
         let conn = pool.acquire().await.unwrap();
@@ -956,7 +974,7 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn a_waiter_that_goes_away_passes_on_what_it_was_sent() {
         let rig = Rig::new(1).await;
-        let (pool, handoff) = (&rig.pool, &rig.handoff);
+        let (pool, handoff) = (&rig.pool, &Arc::clone(&rig.handoff));
 
         let mut holder = handoff.claim();
         let conn = pool.acquire().await.unwrap();
@@ -975,7 +993,7 @@ mod tests {
             "the word passed on"
         );
         let conn = ready(
-            next.source(Turn::First, true, || None),
+            next.source(Turn::Again, true, || None),
             "the parked connection is there to take",
         );
 
@@ -992,7 +1010,7 @@ mod tests {
         let conn = match heard(&mut last_wait) {
             Some(Answer::Yours(conn)) => conn,
             Some(Answer::Look) => ready(
-                last.source(Turn::First, true, || None),
+                last.source(Turn::Again, true, || None),
                 "the connection went to the next waiter, not to sqlx",
             ),
             None => panic!("the next waiter heard nothing"),
@@ -1008,7 +1026,7 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn a_turn_due_while_the_oldest_is_told_is_kept_for_it() {
         let rig = Rig::new(1).await;
-        let (pool, handoff) = (&rig.pool, &rig.handoff);
+        let (pool, handoff) = (&rig.pool, &Arc::clone(&rig.handoff));
         let mut holder = handoff.claim();
         let conn = pool.acquire().await.unwrap();
         let mut oldest = handoff.claim();
@@ -1028,7 +1046,7 @@ mod tests {
         let mut later = handoff.claim();
         let later_wait = waiting(later.source(Turn::Queue, false, || None));
         let conn = ready(
-            oldest.source(Turn::First, true, || None),
+            oldest.source(Turn::Again, true, || None),
             "the told waiter takes what was kept for it",
         );
         assert_eq!(home(handoff).reserved, 0);
@@ -1069,7 +1087,7 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn a_checkout_about_to_wait_takes_what_another_shard_has_parked() {
         let rig = Rig::new(2).await;
-        let (pool, handoff) = (&rig.pool, &rig.handoff);
+        let (pool, handoff) = (&rig.pool, &Arc::clone(&rig.handoff));
         let beside = handoff.claim_on(THERE);
         let mut there = handoff.claim_on(THERE);
         there.end(Some(pool.acquire().await.unwrap()), true);
@@ -1096,7 +1114,7 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn a_release_with_no_waiter_in_its_shard_goes_to_a_waiter_in_another() {
         let rig = Rig::new(1).await;
-        let (pool, handoff) = (&rig.pool, &rig.handoff);
+        let (pool, handoff) = (&rig.pool, &Arc::clone(&rig.handoff));
         let mut holder = handoff.claim_on(HERE);
         let conn = pool.acquire().await.unwrap();
         let mut waiter = handoff.claim_on(THERE);
@@ -1119,11 +1137,18 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn a_waiter_that_came_first_elsewhere_goes_ahead_of_those_here() {
         let rig = Rig::new(1).await;
-        let (pool, handoff) = (&rig.pool, &rig.handoff);
+        let (pool, handoff) = (&rig.pool, &Arc::clone(&rig.handoff));
         let mut holder = handoff.claim_on(HERE);
         let conn = pool.acquire().await.unwrap();
         let mut reader = handoff.claim_on(HERE);
         let mut reader_wait = waiting(reader.source(Turn::Queue, false, || None));
+        // A waiter that looked and found nothing queues again at the front of its own shard
+        // only: nothing for other shards to give way to.
+        let mut looked = handoff.claim_on(HERE);
+        let looked_wait = waiting(looked.source(Turn::Again, false, || None));
+        assert_eq!(flags(handoff), 1 << HERE);
+        drop(looked_wait);
+        drop(looked);
         let mut writer = handoff.claim_on(THERE);
         let mut writer_wait = waiting(writer.source(Turn::First, false, || None));
         assert_eq!(
@@ -1152,7 +1177,7 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn turns_go_round_the_shards_with_a_waiter() {
         let rig = Rig::new(1).await;
-        let (pool, handoff) = (&rig.pool, &rig.handoff);
+        let (pool, handoff) = (&rig.pool, &Arc::clone(&rig.handoff));
         let mut holder = handoff.claim_on(HERE);
         let conn = pool.acquire().await.unwrap();
         let mut near = handoff.claim_on(HERE);
@@ -1203,7 +1228,7 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn a_connection_given_to_a_shard_whose_waiter_left_is_parked_there() {
         let rig = Rig::new(2).await;
-        let (pool, handoff) = (&rig.pool, &rig.handoff);
+        let (pool, handoff) = (&rig.pool, &Arc::clone(&rig.handoff));
         let mut holder = handoff.claim_on(HERE);
         let conn = pool.acquire().await.unwrap();
         let mut served = handoff.claim_on(THERE);

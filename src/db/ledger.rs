@@ -4,8 +4,8 @@
 
 use super::shard::{self, SHARDS};
 use crossbeam_utils::CachePadded;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,7 +30,8 @@ pub struct LedgerView {
     pub open: usize,
     pub opened_total: u64,
     pub closed_total: u64,
-    pub peak: usize,
+    /// The most open at once since [`Ledger::reset_peak`]; `None` if it was never called.
+    pub peak: Option<usize>,
     pub holders: Vec<Holding>,
 }
 
@@ -43,6 +44,8 @@ struct Shard {
     issued: u64,
     slots: Vec<Option<Holding>>,
     free: Vec<usize>,
+    /// Slots that hold a session.
+    open: usize,
     closed_total: u64,
 }
 
@@ -51,12 +54,16 @@ struct Shard {
 /// bare cycle at two tasks, the one lock was a fifth of the time; benches/pool.rs).
 #[derive(Debug)]
 pub struct Ledger {
-    /// Each alone on its cache lines: two shards never share one. (The total open, below, is
-    /// still one line every checkout writes.)
+    /// Each alone on its cache lines: two shards never share one.
     shards: Box<[CachePadded<Mutex<Shard>>]>,
-    /// Open across all shards, changed under the shard's lock: while every shard is locked
-    /// (`view`), it equals the number of their slots that hold a session.
-    open: CachePadded<AtomicUsize>,
+    /// The peak is counted: set by `reset_peak` with every shard locked, so every open and
+    /// close after it (each under its shard's lock) sees it. Until then a checkout writes no
+    /// line another thread's checkouts write: one total for every shard, written per checkout
+    /// and per release, was the last line two cores passed between them on the bare cycle.
+    counting: AtomicBool,
+    /// While counting: open across all shards, changed under the shard's lock, so while every
+    /// shard is locked (`view`) it equals the sum of theirs.
+    total: CachePadded<AtomicUsize>,
     peak: CachePadded<AtomicUsize>,
 }
 
@@ -64,7 +71,8 @@ impl Default for Ledger {
     fn default() -> Self {
         Self {
             shards: (0..SHARDS).map(|_| CachePadded::default()).collect(),
-            open: CachePadded::new(AtomicUsize::new(0)),
+            counting: AtomicBool::new(false),
+            total: CachePadded::new(AtomicUsize::new(0)),
             peak: CachePadded::new(AtomicUsize::new(0)),
         }
     }
@@ -84,7 +92,7 @@ impl Ledger {
         (0..self.shards.len()).map(|i| self.shard(i)).collect()
     }
 
-    pub(crate) fn open(self: &Arc<Self>, holder: &'static str, kind: GuardKind) -> Ticket {
+    pub(crate) fn open(&self, holder: &'static str, kind: GuardKind) -> Ticket<'_> {
         let shard_index = shard::home();
         let mut shard = self.shard(shard_index);
         let id = shard.issued * SHARDS as u64 + shard_index as u64;
@@ -109,12 +117,15 @@ impl Ledger {
                 shard.slots.len() - 1
             }
         };
-        let open = self.open.fetch_add(1, Ordering::Relaxed) + 1;
-        if open > self.peak.load(Ordering::Relaxed) {
-            self.peak.fetch_max(open, Ordering::Relaxed);
+        shard.open += 1;
+        if self.counting.load(Ordering::Relaxed) {
+            let total = self.total.fetch_add(1, Ordering::Relaxed) + 1;
+            if total > self.peak.load(Ordering::Relaxed) {
+                self.peak.fetch_max(total, Ordering::Relaxed);
+            }
         }
         Ticket {
-            ledger: Arc::clone(self),
+            ledger: self,
             shard: shard_index,
             slot,
             id,
@@ -129,8 +140,11 @@ impl Ledger {
             "ledger ticket {id} closed twice"
         );
         shard.free.push(slot);
+        shard.open -= 1;
         shard.closed_total += 1;
-        self.open.fetch_sub(1, Ordering::Relaxed);
+        if self.counting.load(Ordering::Relaxed) {
+            self.total.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 
     pub fn view(&self) -> LedgerView {
@@ -140,35 +154,50 @@ impl Ledger {
             .flat_map(|shard| shard.slots.iter().flatten().cloned())
             .collect();
         holders.sort_by_key(|h| (h.since, h.id));
-        let open = self.open.load(Ordering::Relaxed);
-        assert_eq!(holders.len(), open, "ledger slots disagree with its count");
+        let open = shards.iter().map(|shard| shard.open).sum();
+        assert_eq!(
+            holders.len(),
+            open,
+            "ledger slots disagree with their counts"
+        );
+        let counting = self.counting.load(Ordering::Relaxed);
+        if counting {
+            assert_eq!(
+                self.total.load(Ordering::Relaxed),
+                open,
+                "ledger total disagrees with its shards"
+            );
+        }
         LedgerView {
             open,
             opened_total: shards.iter().map(|shard| shard.issued).sum(),
             closed_total: shards.iter().map(|shard| shard.closed_total).sum(),
-            peak: self.peak.load(Ordering::Relaxed),
+            peak: counting.then(|| self.peak.load(Ordering::Relaxed)),
             holders,
         }
     }
 
-    /// Resets the high-water mark, so a harness can measure the peak of one phase.
+    /// Starts the high-water mark again from what is open now, so a harness can measure the
+    /// peak of one phase; the first call starts counting it.
     pub fn reset_peak(&self) {
-        let _shards = self.all_shards();
-        self.peak
-            .store(self.open.load(Ordering::Relaxed), Ordering::Relaxed);
+        let shards = self.all_shards();
+        let open = shards.iter().map(|shard| shard.open).sum();
+        self.total.store(open, Ordering::Relaxed);
+        self.peak.store(open, Ordering::Relaxed);
+        self.counting.store(true, Ordering::Relaxed);
     }
 }
 
 /// The ledger's half of a guard: counted out when dropped.
 #[derive(Debug)]
-pub(crate) struct Ticket {
-    ledger: Arc<Ledger>,
+pub(crate) struct Ticket<'a> {
+    ledger: &'a Ledger,
     shard: usize,
     slot: usize,
     id: u64,
 }
 
-impl Drop for Ticket {
+impl Drop for Ticket<'_> {
     fn drop(&mut self) {
         self.ledger.close(self.shard, self.slot, self.id);
     }
@@ -186,11 +215,15 @@ mod tests {
 
     #[test]
     fn tickets_count_in_and_out_and_name_their_holder() {
-        let ledger = Arc::new(Ledger::default());
+        let ledger = Ledger::default();
+        let uncounted = ledger.open("op.before", GuardKind::Session);
+        assert_eq!(ledger.view().peak, None, "not counted until asked");
+        ledger.reset_peak();
+        drop(uncounted);
         let a = ledger.open("op.a", GuardKind::Session);
         let b = ledger.open("op.b", GuardKind::Transaction);
         let view = ledger.view();
-        assert_eq!((view.open, view.peak), (2, 2));
+        assert_eq!((view.open, view.peak), (2, Some(2)));
         assert_eq!(view.holders[1].holder, "op.b");
         std::thread::sleep(Duration::from_millis(2));
         assert!(view.holders[0].held_for() >= Duration::from_millis(2));
@@ -198,17 +231,17 @@ mod tests {
         ledger.reset_peak();
         assert_eq!(
             ledger.view().peak,
-            1,
+            Some(1),
             "the peak starts again from what is open"
         );
         drop(b);
         let view = ledger.view();
-        assert_eq!((view.open, view.opened_total, view.closed_total), (0, 2, 2));
+        assert_eq!((view.open, view.opened_total, view.closed_total), (0, 3, 3));
     }
 
     #[test]
     fn a_reused_slot_keeps_holders_in_opening_order_and_the_ledger_at_its_peak() {
-        let ledger = Arc::new(Ledger::default());
+        let ledger = Ledger::default();
         let a = ledger.open("op.a", GuardKind::Session);
         let b = ledger.open("op.b", GuardKind::Session);
         drop(a);
@@ -233,11 +266,12 @@ mod tests {
 
     #[test]
     fn tickets_opened_on_other_threads_are_counted_together_and_close_anywhere() {
-        let ledger = Arc::new(Ledger::default());
+        let ledger = Ledger::default();
+        ledger.reset_peak();
+        let ledger = &ledger;
         let tickets: Vec<Ticket> = std::thread::scope(|scope| {
             let threads: Vec<_> = (0..4)
                 .map(|_| {
-                    let ledger = Arc::clone(&ledger);
                     scope.spawn(move || {
                         (0..3)
                             .map(|_| ledger.open("op.thread", GuardKind::Session))
@@ -255,7 +289,10 @@ mod tests {
         let shards: std::collections::HashSet<usize> = tickets.iter().map(|t| t.shard).collect();
         assert!(shards.len() > 1, "four threads counted on one shard");
         let view = ledger.view();
-        assert_eq!((view.open, view.peak, view.holders.len()), (12, 12, 12));
+        assert_eq!(
+            (view.open, view.peak, view.holders.len()),
+            (12, Some(12), 12)
+        );
         let mut ids: Vec<u64> = view.holders.iter().map(|h| h.id).collect();
         ids.sort_unstable();
         ids.dedup();
@@ -264,13 +301,13 @@ mod tests {
         let view = ledger.view();
         assert_eq!(
             (view.open, view.peak, view.opened_total, view.closed_total),
-            (0, 12, 12, 12)
+            (0, Some(12), 12, 12)
         );
     }
 
     #[test]
     fn a_forgotten_ticket_stays_open() {
-        let ledger = Arc::new(Ledger::default());
+        let ledger = Ledger::default();
         std::mem::forget(ledger.open("op.leaky", GuardKind::Session));
         let view = ledger.view();
         assert_eq!(view.open, 1);

@@ -232,14 +232,14 @@ impl Db {
     }
 
     /// A connection for one operation, in autocommit mode. `holder` names the operation.
-    pub async fn session(&self, holder: &'static str) -> Result<Session, DbError> {
+    pub async fn session(&self, holder: &'static str) -> Result<Session<'_>, DbError> {
         let (conn, claim) = self.checkout(holder, Turn::Queue).await?;
         Ok(Session {
             conn: Some(conn),
             claim,
             holder,
-            faults: Arc::clone(&self.shared.faults),
-            suspect: Arc::clone(&self.shared.suspect),
+            faults: &self.shared.faults,
+            suspect: &self.shared.suspect,
             statements: 0,
             in_flight: false,
             faulted: false,
@@ -272,7 +272,7 @@ impl Db {
         &self,
         holder: &'static str,
         turn: Turn,
-    ) -> Result<(PoolConnection<Any>, Claim), DbError> {
+    ) -> Result<(PoolConnection<Any>, Claim<'_>), DbError> {
         let cut = self.shared.faults.cut_here();
         fault::unless_cut(cut, self.checkout_live(holder, turn)).await
     }
@@ -281,7 +281,7 @@ impl Db {
         &self,
         holder: &'static str,
         turn: Turn,
-    ) -> Result<(PoolConnection<Any>, Claim), DbError> {
+    ) -> Result<(PoolConnection<Any>, Claim<'_>), DbError> {
         let mut claim = self.shared.handoff.claim();
         let attempts = self.shared.pool.options().get_max_connections() + 1;
         for _ in 1..attempts {
@@ -300,7 +300,7 @@ impl Db {
         &self,
         holder: &'static str,
         turn: Turn,
-        claim: &mut Claim,
+        claim: &mut Claim<'_>,
     ) -> Result<PoolConnection<Any>, DbError> {
         // sqlx tests an idle connection before use only in its `acquire`: with that option on,
         // every checkout that does not get a parked one goes there.
@@ -332,7 +332,7 @@ impl Db {
                     let conn = match answer {
                         Answer::Yours(conn) => conn,
                         // Told to look: a parked connection, else the front of the queue.
-                        Answer::Look => match claim.source(Turn::First, true, idle) {
+                        Answer::Look => match claim.source(turn.again(), true, idle) {
                             Source::Ready(conn) => conn,
                             Source::Wait(next) => {
                                 wait = next;
@@ -380,7 +380,7 @@ impl Db {
     /// A transaction for one write. SQLite takes the write lock up front (`BEGIN IMMEDIATE`):
     /// a deferred transaction that upgrades later can fail with `SQLITE_BUSY` that no busy
     /// timeout resolves.
-    pub async fn tx(&self, holder: &'static str) -> Result<Tx, DbError> {
+    pub async fn tx(&self, holder: &'static str) -> Result<Tx<'_>, DbError> {
         let begin = match self.shared.backend {
             Backend::Sqlite => "BEGIN IMMEDIATE",
             Backend::Postgres => "BEGIN",
@@ -406,8 +406,8 @@ impl Db {
                 claim,
                 open: false,
                 holder,
-                faults: Arc::clone(&self.shared.faults),
-                suspect: Arc::clone(&self.shared.suspect),
+                faults: &self.shared.faults,
+                suspect: &self.shared.suspect,
                 statements: 0,
                 in_flight: false,
                 faulted: false,

@@ -436,7 +436,8 @@ impl Lab {
             let views = current.db.views().await;
             if let Ok(views) = views {
                 self.peaks.borrow_mut().merge(&Peaks {
-                    ledger: views.ledger.peak,
+                    // Counted from the `reset_peak` this case began with.
+                    ledger: views.ledger.peak.unwrap_or(views.ledger.open),
                     pool: views.pool.size,
                     server: views.server.connections,
                 });

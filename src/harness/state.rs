@@ -22,7 +22,7 @@ fn position(map: &HashMap<i64, usize>, id: i64) -> Result<usize, DbError> {
     ))
 }
 
-async fn all(session: &mut Session, query: &'static str) -> Result<Vec<DbRow>, DbError> {
+async fn all(session: &mut Session<'_>, query: &'static str) -> Result<Vec<DbRow>, DbError> {
     session.fetch_all(sql(query)).await
 }
 

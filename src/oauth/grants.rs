@@ -327,7 +327,7 @@ pub const INTROSPECT_SQL: &str = "SELECT c.id AS caller_pk, c.secret_hash, t.kin
 /// Rule 3: the code was already redeemed. Revoke everything issued from it, commit that, and
 /// refuse.
 async fn reuse_of_code(
-    mut tx: Tx,
+    mut tx: Tx<'_>,
     code_id: i64,
     now: crate::clock::Epoch,
 ) -> Result<TokenResponse> {
@@ -343,7 +343,7 @@ async fn reuse_of_code(
 
 /// Rule 7: a rotated-out refresh token came back. Revoke the family, commit that, and refuse.
 async fn reuse_of_refresh(
-    mut tx: Tx,
+    mut tx: Tx<'_>,
     grant_id: i64,
     now: crate::clock::Epoch,
 ) -> Result<TokenResponse> {

@@ -246,7 +246,7 @@ pub(crate) struct Client {
 
 /// Client authentication (RFC 6749 §2.3): a confidential client proves its secret; a public
 /// client presents none. Every failure is the same `ClientAuthFailed` (`invalid_client`).
-pub(crate) async fn authenticate(tx: &mut Tx, auth: &ClientAuth) -> Result<Client> {
+pub(crate) async fn authenticate(tx: &mut Tx<'_>, auth: &ClientAuth) -> Result<Client> {
     check_len("client_id", &auth.client_id, MAX_CLIENT_ID)?;
     if let Some(s) = &auth.client_secret {
         check_len("client_secret", s, MAX_SECRET)?;

@@ -9,7 +9,7 @@ use crate::domain::{ACCESS_TOKEN_TTL, Endpoint, REFRESH_TOKEN_TTL, Rejection, Sc
 
 /// Starts a token family for a client (and user, unless client credentials; and code, if any).
 pub(super) async fn new_grant(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     client_pk: i64,
     user_id: Option<i64>,
     code_id: Option<i64>,
@@ -46,7 +46,7 @@ impl Kind {
 }
 
 async fn insert_token(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     grant_id: i64,
     kind: Kind,
     scope: &Scope,
@@ -83,7 +83,7 @@ async fn insert_token(
 
 /// An access token with `access_scope` and, unless `refresh_scope` is `None`, a refresh token.
 pub(super) async fn issue(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     grant_id: i64,
     access_scope: &Scope,
     refresh_scope: Option<&Scope>,
@@ -106,7 +106,7 @@ pub(super) async fn issue(
 /// a refresh does: otherwise, on PostgreSQL, a refresh committing meanwhile adds a token this
 /// statement's snapshot cannot see, and the family lives on through it (the state machine
 /// found this: a revocation racing a refresh).
-pub(super) async fn revoke_grant(tx: &mut Tx, grant_id: i64, now: Epoch) -> Result<()> {
+pub(super) async fn revoke_grant(tx: &mut Tx<'_>, grant_id: i64, now: Epoch) -> Result<()> {
     tx.execute(sql("UPDATE oauth_grants SET created_at = created_at WHERE id = $1").bind(grant_id))
         .await?;
     tx.execute(
@@ -151,7 +151,7 @@ impl AuthorizedUser {
 }
 
 /// Checks a bearer access token (RFC 6750): known, an access token, not revoked, not expired.
-pub(crate) async fn bearer(tx: &mut Tx, token: &str, now: Epoch) -> Result<Bearer> {
+pub(crate) async fn bearer(tx: &mut Tx<'_>, token: &str, now: Epoch) -> Result<Bearer> {
     if token.len() > super::MAX_SECRET {
         return Err(Rejection::TokenInvalid.into());
     }

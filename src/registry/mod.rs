@@ -127,7 +127,7 @@ impl Registry {
     /// One attempt at a publish, inside `tx`; the caller commits.
     async fn try_publish(
         &self,
-        tx: &mut Tx,
+        tx: &mut Tx<'_>,
         token: &str,
         name: &CrateName,
         version: &Version,
@@ -423,7 +423,7 @@ impl OwnerChange {
 }
 
 /// Locks the crate's row for the rest of the transaction; `None` if there is no such crate.
-async fn lock_crate(tx: &mut Tx, key: &str, now: Epoch) -> Result<Option<i64>> {
+async fn lock_crate(tx: &mut Tx<'_>, key: &str, now: Epoch) -> Result<Option<i64>> {
     let row = tx
         .fetch_optional(
             sql("UPDATE crates SET updated_at = $2 WHERE name_key = $1 RETURNING id")
@@ -434,7 +434,7 @@ async fn lock_crate(tx: &mut Tx, key: &str, now: Epoch) -> Result<Option<i64>> {
     Ok(row.map(|r| get(&r, "id")).transpose()?)
 }
 
-async fn is_owner(tx: &mut Tx, crate_id: i64, user_id: i64) -> Result<bool> {
+async fn is_owner(tx: &mut Tx<'_>, crate_id: i64, user_id: i64) -> Result<bool> {
     let row = tx
         .fetch_optional(
             sql("SELECT 1 AS found FROM crate_owners WHERE crate_id = $1 AND user_id = $2")
@@ -445,7 +445,7 @@ async fn is_owner(tx: &mut Tx, crate_id: i64, user_id: i64) -> Result<bool> {
     Ok(row.is_some())
 }
 
-async fn require_owner(tx: &mut Tx, crate_id: i64, user_id: i64) -> Result<()> {
+async fn require_owner(tx: &mut Tx<'_>, crate_id: i64, user_id: i64) -> Result<()> {
     if is_owner(tx, crate_id, user_id).await? {
         Ok(())
     } else {
@@ -454,7 +454,7 @@ async fn require_owner(tx: &mut Tx, crate_id: i64, user_id: i64) -> Result<()> {
 }
 
 async fn insert_version(
-    tx: &mut Tx,
+    tx: &mut Tx<'_>,
     crate_id: i64,
     version: &Version,
     checksum: &Checksum,
