@@ -178,7 +178,12 @@ impl State {
         );
         assert!(
             self.parked.is_empty() || self.told || self.waiters.iter().all(|w| w.is_closed()),
-            "parked while a checkout waits untold"
+            "parked while a checkout waits untold: shard {}, {} parked, {} waiting ({} gone), {} claims",
+            self.shard,
+            self.parked.len(),
+            self.waiters.len(),
+            self.waiters.iter().filter(|w| w.is_closed()).count(),
+            self.claims,
         );
         assert!(
             self.reserved <= self.parked.len() && (self.reserved == 0 || self.told),
@@ -245,31 +250,23 @@ impl State {
     }
 
     /// A clean connection no claim of this shard holds any more. With nobody waiting anywhere,
-    /// parked. With a waiter here, as before sharding: to the oldest waiter if its turn is due,
-    /// else parked with the oldest told to look. Other shards' waiters (`elsewhere`, as
-    /// `Handoff::waiting` has them) take part in the turns, and get it at once if none waits
-    /// here, or if theirs came first and none here did: returned, with the shard it goes to.
-    fn give(
-        &mut self,
-        conn: Conn,
-        fair_every: Duration,
-        elsewhere: usize,
-    ) -> Option<(usize, Conn)> {
+    /// parked. Else, as before sharding, with other shards' waiters (`elsewhere`, as
+    /// `Handoff::waiting` has them) taking part: to the oldest waiter of the next shard in turn
+    /// if a turn is due, else parked with the oldest waiter told to look, here if one waits
+    /// here, else in another shard (it looks in every shard). A waiter elsewhere that came first
+    /// gets it at once, unless one here did too.
+    fn give(&mut self, conn: Conn, fair_every: Duration, elsewhere: usize) -> Given {
         // Entries of checkouts that went away wait for nothing.
         self.drop_gone(false);
         let (waiting, first) = (elsewhere & ALL_SHARDS, elsewhere >> SHARDS);
+        let here = self.waited_on();
         let first_here = self.first && !self.waiters.is_empty();
-        let goes_to = match (first != 0 && !first_here, self.waited_on()) {
-            (true, _) => self.next_turn(first),
-            (false, false) => self.next_turn(waiting),
-            (false, true) => None,
-        };
-        if let Some(shard) = goes_to {
-            return Some((shard, conn));
+        if !first_here && let Some(shard) = self.next_turn(first) {
+            return Given::Deliver(shard, conn);
         }
-        if !self.waited_on() {
+        if !here && waiting == 0 {
             self.parked.push(conn);
-            return None;
+            return Given::Kept;
         }
         self.unclocked += 1;
         if self.unclocked >= RELEASES_PER_CLOCK {
@@ -277,19 +274,37 @@ impl State {
             let now = Instant::now();
             if now >= self.hand_over_at {
                 self.hand_over_at = now + fair_every;
-                match self.next_turn(waiting | 1 << self.shard) {
-                    Some(shard) if shard != self.shard => return Some((shard, conn)),
+                let own = usize::from(here) << self.shard;
+                match self.next_turn(waiting | own) {
+                    Some(shard) if shard != self.shard => return Given::Deliver(shard, conn),
                     _ => {
                         self.hand_over(conn);
-                        return None;
+                        return Given::Kept;
                     }
                 }
             }
         }
         self.parked.push(conn);
-        self.tell();
-        None
+        if here {
+            self.tell();
+            return Given::Kept;
+        }
+        match self.next_turn(waiting) {
+            Some(shard) => Given::Tell(shard),
+            None => Given::Kept,
+        }
     }
+}
+
+/// Where a connection a claim gave up went, beyond its own shard.
+#[derive(Debug)]
+enum Given {
+    /// Parked here or handed over here.
+    Kept,
+    /// To this shard's waiters (`Handoff::deliver`).
+    Deliver(usize, Conn),
+    /// Parked here; this shard's oldest waiter is to be told to look (`Handoff::tell_in`).
+    Tell(usize),
 }
 
 impl State {
@@ -357,6 +372,17 @@ impl State {
         let sweep = self.claims == 0 && !self.parked.is_empty() && !self.sweep_due;
         self.sweep_due |= sweep;
         sweep
+    }
+
+    /// Tells the oldest waiter to look, though nothing is parked here: another shard parked
+    /// one for it. Unless one was told already.
+    fn tell_to_look_elsewhere(&mut self) {
+        if !self.told {
+            self.told = self.answer_oldest(Answer::Look).is_none();
+        }
+        if !self.told {
+            self.reserved = 0;
+        }
     }
 
     /// Tells the oldest waiter to look at what is parked, unless one was told already.
@@ -502,6 +528,23 @@ impl Handoff {
         );
     }
 
+    /// Tells `shard`'s oldest waiter to look: a release parked its connection in another shard
+    /// while none waited there.
+    fn tell_in(&self, shard: usize) {
+        let mut state = self.lock(shard);
+        state.tell_to_look_elsewhere();
+        self.settle(&mut state);
+    }
+
+    /// Carries out, outside the giving shard's lock, what `State::give` left to do.
+    fn follow(self: &Arc<Self>, given: Given) {
+        match given {
+            Given::Kept => {}
+            Given::Deliver(shard, conn) => self.deliver(shard, conn),
+            Given::Tell(shard) => self.tell_in(shard),
+        }
+    }
+
     /// A connection parked in a shard other than `home`, free to take (not kept for a told
     /// waiter there), for a checkout of `home` about to wait.
     fn take_elsewhere(&self, home: usize) -> Option<Conn> {
@@ -632,27 +675,25 @@ impl Claim<'_> {
         self.live = false;
         // Nothing here allocates on the way through: a hand-over or a park moves one
         // connection, and only the last claim of a busy spell schedules a sweep.
-        let (unclean, moving, sweep) = {
+        let (unclean, given, sweep) = {
             let mut state = self.handoff.lock(self.shard);
             state.claims -= 1;
             let full = state.waiters.len() > state.claims;
             state.drop_gone(full);
-            let (unclean, moving) = match conn {
+            let (unclean, given) = match conn {
                 Some(conn) if clean => {
                     let elsewhere = self.handoff.elsewhere(self.shard);
                     (None, state.give(conn, self.handoff.fair_every, elsewhere))
                 }
-                unclean => (unclean, None),
+                unclean => (unclean, Given::Kept),
             };
             let sweep = state.sweep_needed();
             self.handoff.settle(&mut state);
-            (unclean, moving, sweep)
+            (unclean, given, sweep)
         };
         // Dropped outside the lock: each drop spawns sqlx's return-to-pool task.
         drop(unclean);
-        if let Some((shard, conn)) = moving {
-            self.handoff.deliver(shard, conn);
-        }
+        self.handoff.follow(given);
         if sweep {
             Sweep(Arc::clone(self.handoff), self.shard).after(LINGER);
         }
@@ -695,27 +736,26 @@ impl Drop for Wait {
         let Ok(unheard) = self.receiver.try_recv() else {
             return;
         };
-        let (moving, sweep) = {
+        let (given, sweep) = {
             let mut state = self.handoff.lock(self.shard);
-            let moving = match unheard {
+            let given = match unheard {
                 Answer::Yours(conn) => {
                     let elsewhere = self.handoff.elsewhere(self.shard);
                     state.give(conn, self.handoff.fair_every, elsewhere)
                 }
+                // The word passes on, wherever the parked connection is.
                 Answer::Look => {
                     state.told = false;
-                    state.tell();
-                    None
+                    state.tell_to_look_elsewhere();
+                    Given::Kept
                 }
             };
             // Dropped after its checkout's claim: the sweep that claim's end would schedule.
             let sweep = state.sweep_needed();
             self.handoff.settle(&mut state);
-            (moving, sweep)
+            (given, sweep)
         };
-        if let Some((shard, conn)) = moving {
-            self.handoff.deliver(shard, conn);
-        }
+        self.handoff.follow(given);
         if sweep {
             Sweep(Arc::clone(&self.handoff), self.shard).after(LINGER);
         }
@@ -1109,10 +1149,11 @@ mod tests {
         rig.finish().await;
     }
 
-    /// A release whose shard has no waiter gives its connection to a waiter in another shard,
-    /// outright: parked in its own, it would wait for its own next checkout.
+    /// A release whose shard has no waiter parks its connection there (its own next checkout
+    /// may take it back, as in one shard) and tells a waiter in another shard to look: it
+    /// looks in every shard, and takes it.
     #[tokio::test(flavor = "current_thread")]
-    async fn a_release_with_no_waiter_in_its_shard_goes_to_a_waiter_in_another() {
+    async fn a_release_with_no_waiter_in_its_shard_tells_a_waiter_in_another() {
         let rig = Rig::new(1).await;
         let (pool, handoff) = (&rig.pool, &Arc::clone(&rig.handoff));
         let mut holder = handoff.claim_on(HERE);
@@ -1122,12 +1163,21 @@ mod tests {
         assert_eq!(flags(handoff), 1 << THERE, "its shard's flag is raised");
 
         holder.end(Some(conn), true);
-        let Some(Answer::Yours(conn)) = heard(&mut wait) else {
-            panic!("the waiter in the other shard was not handed the connection")
+        assert_eq!(
+            handoff.lock(HERE).parked.len(),
+            1,
+            "parked in its own shard"
+        );
+        let Some(Answer::Look) = heard(&mut wait) else {
+            panic!("the waiter in the other shard was not told to look")
         };
-        assert_eq!(parked(handoff), 0);
-        assert_eq!(flags(handoff), 0, "lowered once the waiter was answered");
         drop(wait);
+        let conn = ready(
+            waiter.source(Turn::Again, true, || None),
+            "the connection parked in the releaser's shard",
+        );
+        assert_eq!(parked(handoff), 0);
+        assert_eq!(flags(handoff), 0, "lowered once the waiter was served");
         waiter.end(Some(conn), true);
         rig.finish().await;
     }
@@ -1163,11 +1213,15 @@ mod tests {
         assert!(heard(&mut reader_wait).is_none(), "the reader was not told");
         drop(writer_wait);
         writer.end(Some(conn), true);
-        // The writer's shard has no one waiting: the reader's shard gets it.
-        let Some(Answer::Yours(conn)) = heard(&mut reader_wait) else {
-            panic!("the reader was not handed the connection next")
+        // The writer's shard has no one waiting: the reader is told to look, and finds it.
+        let Some(Answer::Look) = heard(&mut reader_wait) else {
+            panic!("the reader was not told to look next")
         };
         drop(reader_wait);
+        let conn = ready(
+            reader.source(Turn::Again, true, || None),
+            "the connection parked in the writer's shard",
+        );
         reader.end(Some(conn), true);
         rig.finish().await;
     }
@@ -1197,14 +1251,18 @@ mod tests {
         };
         assert!(heard(&mut near_wait).is_none());
 
-        // Back in the first shard (the other has no waiter now: it goes back at once), where
-        // a new holder's release finds the turn due again: its own waiter's turn.
+        // Back to the first shard (the other has no waiter now: the first's is told, looks, and
+        // takes it), where the next release finds the turn due again: its own waiter's turn.
         drop(far_wait);
         far.end(Some(conn), true);
-        let Some(Answer::Yours(conn)) = heard(&mut near_wait) else {
-            panic!("not handed back to the first shard's waiter")
+        let Some(Answer::Look) = heard(&mut near_wait) else {
+            panic!("the first shard's waiter was not told to look")
         };
         drop(near_wait);
+        let conn = ready(
+            near.source(Turn::Again, true, || None),
+            "the connection parked in the other shard",
+        );
         let mut again = handoff.claim_on(THERE);
         let mut again_wait = waiting(again.source(Turn::Queue, false, || None));
         let mut last = handoff.claim_on(HERE);
@@ -1223,8 +1281,9 @@ mod tests {
     }
 
     /// A shard's flag may outlive its waiter (served by sqlx's pool, its entry closed but not
-    /// yet cleared): a connection given to it then finds no one, and is parked there (where a
-    /// claim is live) or goes on to a shard where someone does wait; either way the flag falls.
+    /// yet cleared): a connection handed to it at a turn then finds no one, and is parked there
+    /// (where a claim is live) or goes on to a shard where someone does wait; either way the
+    /// flag falls.
     #[tokio::test(flavor = "current_thread")]
     async fn a_connection_given_to_a_shard_whose_waiter_left_is_parked_there() {
         let rig = Rig::new(2).await;
@@ -1241,6 +1300,11 @@ mod tests {
             "still raised: its entry is not cleared"
         );
 
+        {
+            let mut state = handoff.lock(HERE);
+            state.unclocked = RELEASES_PER_CLOCK - 1;
+            state.hand_over_at = Instant::now();
+        }
         holder.end(Some(conn), true);
         assert_eq!(handoff.lock(THERE).parked.len(), 1, "parked where it went");
         assert_eq!(flags(handoff), 0);
@@ -1249,6 +1313,35 @@ mod tests {
             handoff.lock(THERE).sweep_due,
             "the last claim there schedules its sweep"
         );
+        rig.finish().await;
+    }
+
+    /// A waiter told to look at a connection another shard parked, that goes away without
+    /// looking, passes the word on to the next waiter in its shard.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_word_to_look_elsewhere_passes_on_when_its_waiter_goes() {
+        let rig = Rig::new(1).await;
+        let (pool, handoff) = (&rig.pool, &Arc::clone(&rig.handoff));
+        let mut holder = handoff.claim_on(HERE);
+        let conn = pool.acquire().await.unwrap();
+        let mut gone = handoff.claim_on(THERE);
+        let gone_wait = waiting(gone.source(Turn::Queue, false, || None));
+        let mut next = handoff.claim_on(THERE);
+        let mut next_wait = waiting(next.source(Turn::Queue, false, || None));
+
+        holder.end(Some(conn), true);
+        assert!(heard(&mut next_wait).is_none(), "only the oldest is told");
+        drop(gone_wait);
+        drop(gone);
+        let Some(Answer::Look) = heard(&mut next_wait) else {
+            panic!("the word did not pass on")
+        };
+        drop(next_wait);
+        let conn = ready(
+            next.source(Turn::Again, true, || None),
+            "the connection parked in the other shard",
+        );
+        next.end(Some(conn), true);
         rig.finish().await;
     }
 
