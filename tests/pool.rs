@@ -591,6 +591,48 @@ fn joined<T>(thread: std::thread::JoinHandle<T>) -> T {
 /// short enough that a stranded one fails the test instead of hanging it.
 const SERVED_AT_ONCE: Duration = Duration::from_secs(2);
 
+/// A thread of its own holding every connection of the pool; it ends one session when asked,
+/// keeping the others (so its shard always has a live claim and is never swept), and the rest
+/// at the end.
+struct Hog {
+    step: std::sync::mpsc::Sender<()>,
+    done: std::sync::mpsc::Receiver<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Hog {
+    /// Returns once every connection is held.
+    fn start(db: &leakproof::db::Db) -> Hog {
+        let (step, next) = std::sync::mpsc::channel::<()>();
+        let (did, done) = std::sync::mpsc::channel::<()>();
+        let db = db.clone();
+        let thread = on_own_thread(async move {
+            let mut held = Vec::new();
+            for _ in 0..db.max_connections() {
+                held.push(db.session("test.hog").await.unwrap());
+            }
+            did.send(()).unwrap();
+            next.recv().unwrap();
+            held.pop();
+            did.send(()).unwrap();
+            next.recv().unwrap();
+        });
+        tokio::task::block_in_place(|| done.recv().unwrap());
+        Hog { step, done, thread }
+    }
+
+    /// Returns once one session has ended.
+    fn release_one(&self) {
+        self.step.send(()).unwrap();
+        tokio::task::block_in_place(|| self.done.recv().unwrap());
+    }
+
+    fn end(self) {
+        self.step.send(()).unwrap();
+        joined(self.thread);
+    }
+}
+
 // A connection parked by one thread serves a checkout on another: the first thread's other
 // sessions keep its shard's claims live, so no sweep would ever send it back to sqlx, and sqlx
 // counts it checked out. The checkout finds it before it waits.
@@ -598,61 +640,34 @@ both_backends!(
     a_connection_parked_by_one_thread_serves_a_checkout_on_another,
     |env| {
         env.db.set_acquire_patience(Some(SERVED_AT_ONCE));
-        let (parked_one, one_parked) = std::sync::mpsc::channel::<()>();
-        let (end, ended) = std::sync::mpsc::channel::<()>();
-        let db = env.db.clone();
-        let hog = on_own_thread(async move {
-            let mut held = Vec::new();
-            for _ in 0..db.max_connections() {
-                held.push(db.session("test.hog").await.unwrap());
-            }
-            held.pop();
-            parked_one.send(()).unwrap();
-            ended.recv().unwrap();
-        });
-        tokio::task::block_in_place(|| one_parked.recv().unwrap());
+        let hog = Hog::start(&env.db);
+        hog.release_one();
         let db = env.db.clone();
         let served = joined(on_own_thread(async move {
             db.session("test.other_thread").await.map(drop)
         }));
         served.expect("served by the connection parked on the other thread");
-        end.send(()).unwrap();
-        joined(hog);
+        hog.end();
         env.db.set_acquire_patience(None);
         env.db.quiesce(SHORT * 10).await.unwrap();
     }
 );
 
-// A release on a thread where no checkout waits goes to one waiting on another thread, even
+// A release on a thread where no checkout waits reaches one waiting on another thread, even
 // while the releasing thread's other sessions keep its shard busy.
 both_backends!(
-    a_release_goes_to_a_checkout_waiting_on_another_thread,
+    a_release_reaches_a_checkout_waiting_on_another_thread,
     |env| {
         env.db.set_acquire_patience(Some(SERVED_AT_ONCE));
-        let (release_one, one_released) = std::sync::mpsc::channel::<()>();
-        let (end, ended) = std::sync::mpsc::channel::<()>();
-        let (all_held, holding) = std::sync::mpsc::channel::<()>();
-        let db = env.db.clone();
-        let hog = on_own_thread(async move {
-            let mut held = Vec::new();
-            for _ in 0..db.max_connections() {
-                held.push(db.session("test.hog").await.unwrap());
-            }
-            all_held.send(()).unwrap();
-            one_released.recv().unwrap();
-            held.pop();
-            ended.recv().unwrap();
-        });
-        tokio::task::block_in_place(|| holding.recv().unwrap());
+        let hog = Hog::start(&env.db);
         let db = env.db.clone();
         let waiter =
             on_own_thread(async move { db.session("test.waiting_thread").await.map(drop) });
         // Waiting by now (it would also find the connection parked, were it not).
         tokio::time::sleep(Duration::from_millis(100)).await;
-        release_one.send(()).unwrap();
-        joined(waiter).expect("handed the connection released on the other thread");
-        end.send(()).unwrap();
-        joined(hog);
+        hog.release_one();
+        joined(waiter).expect("served by the connection released on the other thread");
+        hog.end();
         env.db.set_acquire_patience(None);
         env.db.quiesce(SHORT * 10).await.unwrap();
     }

@@ -18,9 +18,11 @@
 //! shard of the thread that began it, so two cores checking out do not pass one lock between
 //! them (the bare cycle at two tasks did 0.3 to 0.75 of one task's rate with one lock, and
 //! more than one task's with shards). A connection moves to another shard only for a waiter
-//! there: a checkout about to wait takes one parked in another shard, and a release whose own
-//! shard has no waiter, or whose turn to hand over has come, gives its connection to a shard
-//! with one (`Handoff::waiting`, a bit per shard, names them).
+//! there, under the same eventual fairness: a release whose own shard has no waiter parks and
+//! tells a waiter in another shard to look (`Handoff::waiting`, a bit per shard, names them),
+//! and a checkout about to wait, or told to look, takes one parked in any shard. Outright
+//! hand-overs go round the shards with a waiter, and to a SQLite writer whose turn it is
+//! ([`Turn::First`]) ahead of readers waiting in the releaser's shard.
 //!
 //! This never hides a session, because of three rules kept under each shard's lock:
 //! - A connection is parked only while another claim of its shard is live, or for at most
@@ -33,10 +35,10 @@
 //! - Nothing is parked while a checkout waits unless one waiter has been told to look: it
 //!   takes a parked connection when it runs, or queues again at the front if another took it
 //!   (and is told again at the next release). A told waiter that stops waiting passes the word
-//!   on. Across shards: a release parks only if no other shard has a waiter, or its own has
-//!   one (who is told); and a checkout that is about to wait looks in every other shard after
-//!   it has raised its shard's bit, so a connection parked elsewhere at the same moment is
-//!   either seen by it or given to it.
+//!   on. Across shards: a release that parks while another shard has a waiter tells one there
+//!   (or here, if one waits here); and a checkout about to wait looks in every other shard
+//!   after it has raised its shard's bit, so a connection parked elsewhere at the same moment
+//!   is either seen by it or parked with a word to it.
 //! - Releases hand over outright at least once per [`FAIR_TURN`] divided among the pool's
 //!   connections (give or take [`RELEASES_PER_CLOCK`] releases): to the oldest waiter of the
 //!   next shard in turn that has one, or, if the one there is told, kept parked for it alone
@@ -342,6 +344,9 @@ impl State {
     /// The first shard in `candidates` (a bit per shard) after the last one given a turn,
     /// going round; it has the turn now.
     fn next_turn(&mut self, candidates: usize) -> Option<usize> {
+        if candidates == 0 {
+            return None;
+        }
         let shard = (1..=SHARDS)
             .map(|step| (self.last_turn + step) % SHARDS)
             .find(|shard| candidates & (1 << shard) != 0)?;
