@@ -611,11 +611,12 @@ pub(crate) struct Claim<'a> {
 }
 
 impl Claim<'_> {
-    /// A parked connection, else one `idle` gives (sqlx's idle queue, taken without waiting,
-    /// which sqlx grants only when none of its own waiters is queued), else a place among the
-    /// waiters. One lock for this shard: nothing can be parked here between the look and the
-    /// wait. Then, with its bit raised, a look in the other shards. `told`: this checkout was
-    /// told to look, so no waiter is told any more.
+    /// A connection parked in its shard, else in another, else one `idle` gives (sqlx's idle
+    /// queue, taken without waiting, which sqlx grants only when none of its own waiters is
+    /// queued), else a place among the waiters: one lock for this shard, so nothing can be
+    /// parked here between that last look and the wait; then, with its bit raised, a last look
+    /// in the other shards. `told`: this checkout was told to look, so no waiter is told any
+    /// more.
     pub(crate) fn source(
         &mut self,
         turn: Turn,
@@ -630,10 +631,22 @@ impl Claim<'_> {
             );
             return Source::Ready(conn);
         }
-        let wait = {
+        let mine = {
             let mut state = self.handoff.lock(self.shard);
             state.told &= !told;
-            let source = match state.take_parked(told).or_else(idle) {
+            let mine = state.take_parked(told);
+            self.handoff.settle(&mut state);
+            mine
+        };
+        // Then one parked in another shard, before sqlx's idle queue: a caller whose next
+        // operation runs on another worker thread would otherwise leave its last connection
+        // to the sweep, and to sqlx's release ping.
+        if let Some(conn) = mine.or_else(|| self.handoff.take_elsewhere(self.shard)) {
+            return Source::Ready(conn);
+        }
+        let wait = {
+            let mut state = self.handoff.lock(self.shard);
+            let source = match state.take_parked(false).or_else(idle) {
                 Some(conn) => Source::Ready(conn),
                 None => {
                     let (sender, receiver) = oneshot::channel();
@@ -1318,6 +1331,28 @@ mod tests {
             handoff.lock(THERE).sweep_due,
             "the last claim there schedules its sweep"
         );
+        rig.finish().await;
+    }
+
+    /// A checkout takes a connection parked in another shard before one idle in sqlx's pool:
+    /// a caller whose operations run on two worker threads in turn keeps one connection.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_connection_parked_elsewhere_comes_before_sqlx_idle_queue() {
+        let rig = Rig::new(2).await;
+        let (pool, handoff) = (&rig.pool, &Arc::clone(&rig.handoff));
+        let beside = handoff.claim_on(THERE);
+        let mut there = handoff.claim_on(THERE);
+        there.end(Some(pool.acquire().await.unwrap()), true);
+
+        let mut here = handoff.claim_on(HERE);
+        let conn = ready(
+            here.source(Turn::Queue, false, || {
+                panic!("sqlx's idle queue asked while a connection was parked")
+            }),
+            "the connection parked in the other shard",
+        );
+        here.end(Some(conn), true);
+        drop(beside);
         rig.finish().await;
     }
 
