@@ -379,8 +379,8 @@ impl State {
         sweep
     }
 
-    /// Tells the oldest waiter to look, though nothing is parked here: another shard parked
-    /// one for it. Unless one was told already.
+    /// Tells the oldest waiter to look (it looks in every shard), unless one was told already.
+    /// Nothing need be parked here: another shard may have parked one for it.
     fn tell_to_look_elsewhere(&mut self) {
         if !self.told {
             self.told = self.answer_oldest(Answer::Look).is_none();
@@ -390,13 +390,10 @@ impl State {
         }
     }
 
-    /// Tells the oldest waiter to look at what is parked, unless one was told already.
+    /// Tells the oldest waiter to look at what is parked here, if anything is.
     fn tell(&mut self) {
-        if !self.told && !self.parked.is_empty() {
-            self.told = self.answer_oldest(Answer::Look).is_none();
-        }
-        if !self.told {
-            self.reserved = 0;
+        if !self.parked.is_empty() {
+            self.tell_to_look_elsewhere();
         }
     }
 }
@@ -946,11 +943,21 @@ mod tests {
         }
     }
 
-    /// Makes the next release with a checkout waiting look at the clock, and find a turn due.
-    fn turn_due_at_next_release(handoff: &Handoff) {
-        let mut state = home(handoff);
+    /// Makes the next release in `shard` with a checkout waiting look at the clock, and find a
+    /// turn due.
+    fn turn_due_at_next_release(handoff: &Handoff, shard: usize) {
+        let mut state = handoff.lock(shard);
         state.unclocked = RELEASES_PER_CLOCK - 1;
         state.hand_over_at = Instant::now();
+    }
+
+    /// `waiter` heard the word to look; it looks, and takes what is parked (`why`: where).
+    fn looks_and_takes(waiter: &mut Claim<'_>, mut wait: Wait, why: &str) -> Conn {
+        let Some(Answer::Look) = heard(&mut wait) else {
+            panic!("not told to look: {why}")
+        };
+        drop(wait);
+        ready(waiter.source(Turn::Again, true, || None), why)
     }
 
     /// `releaser` ends its claim with `conn` and checks out again, up to `limit` times, while
@@ -1060,7 +1067,7 @@ mod tests {
         let gone_wait = waiting(gone.source(Turn::Queue, false, || None));
         let mut last = handoff.claim();
         let mut last_wait = waiting(last.source(Turn::Queue, false, || None));
-        turn_due_at_next_release(handoff);
+        turn_due_at_next_release(handoff, shard::home());
         next.end(Some(conn), true);
         assert_eq!(parked(handoff), 0, "handed over outright");
         drop(gone_wait);
@@ -1097,7 +1104,7 @@ mod tests {
             holder.source(Turn::Queue, false, || None),
             "the releaser takes its parked connection back",
         );
-        turn_due_at_next_release(handoff);
+        turn_due_at_next_release(handoff, shard::home());
         holder.end(Some(conn), true);
         assert_eq!((parked(handoff), home(handoff).reserved), (1, 1));
 
@@ -1177,7 +1184,7 @@ mod tests {
         let mut holder = handoff.claim_on(HERE);
         let conn = pool.acquire().await.unwrap();
         let mut waiter = handoff.claim_on(THERE);
-        let mut wait = waiting(waiter.source(Turn::Queue, false, || None));
+        let wait = waiting(waiter.source(Turn::Queue, false, || None));
         assert_eq!(flags(handoff), 1 << THERE, "its shard's flag is raised");
 
         holder.end(Some(conn), true);
@@ -1186,12 +1193,9 @@ mod tests {
             1,
             "parked in its own shard"
         );
-        let Some(Answer::Look) = heard(&mut wait) else {
-            panic!("the waiter in the other shard was not told to look")
-        };
-        drop(wait);
-        let conn = ready(
-            waiter.source(Turn::Again, true, || None),
+        let conn = looks_and_takes(
+            &mut waiter,
+            wait,
             "the connection parked in the releaser's shard",
         );
         assert_eq!(parked(handoff), 0);
@@ -1232,12 +1236,9 @@ mod tests {
         drop(writer_wait);
         writer.end(Some(conn), true);
         // The writer's shard has no one waiting: the reader is told to look, and finds it.
-        let Some(Answer::Look) = heard(&mut reader_wait) else {
-            panic!("the reader was not told to look next")
-        };
-        drop(reader_wait);
-        let conn = ready(
-            reader.source(Turn::Again, true, || None),
+        let conn = looks_and_takes(
+            &mut reader,
+            reader_wait,
             "the connection parked in the writer's shard",
         );
         reader.end(Some(conn), true);
@@ -1257,12 +1258,7 @@ mod tests {
         let mut far = handoff.claim_on(THERE);
         let mut far_wait = waiting(far.source(Turn::Queue, false, || None));
 
-        let due = |handoff: &Handoff| {
-            let mut state = handoff.lock(HERE);
-            state.unclocked = RELEASES_PER_CLOCK - 1;
-            state.hand_over_at = Instant::now();
-        };
-        due(handoff);
+        turn_due_at_next_release(handoff, HERE);
         holder.end(Some(conn), true);
         let Some(Answer::Yours(conn)) = heard(&mut far_wait) else {
             panic!("the first turn did not go to the other shard")
@@ -1273,19 +1269,16 @@ mod tests {
         // takes it), where the next release finds the turn due again: its own waiter's turn.
         drop(far_wait);
         far.end(Some(conn), true);
-        let Some(Answer::Look) = heard(&mut near_wait) else {
-            panic!("the first shard's waiter was not told to look")
-        };
-        drop(near_wait);
-        let conn = ready(
-            near.source(Turn::Again, true, || None),
+        let conn = looks_and_takes(
+            &mut near,
+            near_wait,
             "the connection parked in the other shard",
         );
         let mut again = handoff.claim_on(THERE);
         let mut again_wait = waiting(again.source(Turn::Queue, false, || None));
         let mut last = handoff.claim_on(HERE);
         let mut last_wait = waiting(last.source(Turn::Queue, false, || None));
-        due(handoff);
+        turn_due_at_next_release(handoff, HERE);
         near.end(Some(conn), true);
         let Some(Answer::Yours(conn)) = heard(&mut last_wait) else {
             panic!("the second turn did not come back to the releaser's own shard")
@@ -1318,11 +1311,7 @@ mod tests {
             "still raised: its entry is not cleared"
         );
 
-        {
-            let mut state = handoff.lock(HERE);
-            state.unclocked = RELEASES_PER_CLOCK - 1;
-            state.hand_over_at = Instant::now();
-        }
+        turn_due_at_next_release(handoff, HERE);
         holder.end(Some(conn), true);
         assert_eq!(handoff.lock(THERE).parked.len(), 1, "parked where it went");
         assert_eq!(flags(handoff), 0);
@@ -1373,13 +1362,10 @@ mod tests {
         assert!(heard(&mut next_wait).is_none(), "only the oldest is told");
         drop(gone_wait);
         drop(gone);
-        let Some(Answer::Look) = heard(&mut next_wait) else {
-            panic!("the word did not pass on")
-        };
-        drop(next_wait);
-        let conn = ready(
-            next.source(Turn::Again, true, || None),
-            "the connection parked in the other shard",
+        let conn = looks_and_takes(
+            &mut next,
+            next_wait,
+            "the word passed on: the connection parked in the other shard",
         );
         next.end(Some(conn), true);
         rig.finish().await;

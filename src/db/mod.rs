@@ -94,9 +94,9 @@ pub struct Db {
 struct Shared {
     pool: AnyPool,
     backend: Backend,
-    ledger: Arc<Ledger>,
-    faults: Arc<fault::Faults>,
-    suspect: Arc<guard::Suspect>,
+    ledger: Ledger,
+    faults: fault::Faults,
+    suspect: guard::Suspect,
     /// Clean connections passed from one guard to the next without sqlx's release ping.
     handoff: Arc<Handoff>,
     /// Microseconds a checkout waits before giving up, if less than the pool's
@@ -191,9 +191,9 @@ impl Db {
             shared: Arc::new(Shared {
                 pool,
                 backend,
-                ledger: Arc::new(Ledger::default()),
-                faults: Arc::default(),
-                suspect: Arc::new(guard::Suspect::new(config.max_connections)),
+                ledger: Ledger::default(),
+                faults: fault::Faults::default(),
+                suspect: guard::Suspect::new(config.max_connections),
                 handoff: Arc::new(Handoff::new(config.max_connections)),
                 patience_micros: AtomicU64::new(0),
                 finishing: Arc::new(AtomicU32::new(0)),
