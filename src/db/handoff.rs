@@ -8,18 +8,22 @@
 //! Who gets it: eventual fairness, as in parking_lot's mutex. Handing every connection to the
 //! oldest waiter makes each checkout past the pool's size a switch between tasks (a wake, and
 //! often a worker thread's park and unpark), and throughput fell to a fraction of one task's
-//! (benches/pool.rs: 0.15 of it on the bare cycle). So a released connection is parked and the
-//! oldest waiter told to look; if the releasing task checks out again first (its next
-//! operation), it takes it back. At least once per [`FAIR_TURN`] (divided among the pool's
-//! connections) a release hands its connection to the oldest waiter outright, so no waiter is
-//! passed over for long.
+//! (benches/pool.rs: 0.15 of it on the bare cycle). So a released connection is parked; if the
+//! releasing task checks out again first (its next operation), it takes it back. Whether the
+//! oldest waiter must be told to look is settled once the releasing thread has no ready task
+//! left ([`Owed`]): by then a task whose next operation came at once holds the connection again,
+//! and nobody is woken. Waking the waiter at every release instead, only for it to look and
+//! sleep again, made every checkout past the pool's size a scheduler event: on PostgreSQL with
+//! one connection, 2 to 128 tasks did 0.6 of what one task did, and 0.9 with the look owed.
+//! At least once per [`FAIR_TURN`] (divided among the pool's connections) a release hands its
+//! connection to the oldest waiter outright, so no waiter is passed over for long.
 //!
 //! Sharded by thread (`shard.rs`): a claim, its wait and the connection it parks belong to the
 //! shard of the thread that began it, so two cores checking out do not pass one lock between
 //! them (the bare cycle at two tasks did 0.3 to 0.75 of one task's rate with one lock, and
 //! more than one task's with shards). A connection moves to another shard only for a waiter
-//! there, under the same eventual fairness: a release whose own shard has no waiter parks and
-//! tells a waiter in another shard to look (`Handoff::waiting`, a bit per shard, names them),
+//! there, under the same eventual fairness: a release whose own shard has no waiter parks, and
+//! the look it owes tells a waiter in another shard (`Handoff::waiting`, a bit per shard, names them),
 //! and a checkout about to wait, or told to look, takes one parked in any shard. Outright
 //! hand-overs go round the shards with a waiter, and to a SQLite writer whose turn it is
 //! ([`Turn::First`]) ahead of readers waiting in the releaser's shard.
@@ -32,11 +36,13 @@
 //!   `close` see what they would without this module, `LINGER` later (at once when they ask:
 //!   `release_idle`). A sweep that never gets to run (no runtime, or one shutting down)
 //!   sweeps when it is dropped.
-//! - Nothing is parked while a checkout waits unless one waiter has been told to look: it
-//!   takes a parked connection when it runs, or queues again at the front if another took it
-//!   (and is told again at the next release). A told waiter that stops waiting passes the word
-//!   on. Across shards: a release that parks while another shard has a waiter tells one there
-//!   (or here, if one waits here); and a checkout about to wait looks in every other shard
+//! - Nothing is parked while a checkout waits unless one waiter has been told to look, or a
+//!   look is owed: the release that parked it left a check with its thread's scheduler
+//!   ([`Owed`], at most one per shard), which tells the oldest waiter if anything is still
+//!   parked when it runs. A told waiter takes a parked connection when it runs, or queues again
+//!   at the front if another took it. A told waiter that stops waiting passes the word on.
+//!   Across shards: a look owed where no one waits tells a waiter in another shard; and a
+//!   checkout about to wait looks in every other shard
 //!   after it has raised its shard's bit, so a connection parked elsewhere at the same moment
 //!   is either seen by it or parked with a word to it.
 //! - Releases hand over outright at least once per [`FAIR_TURN`] divided among the pool's
@@ -120,6 +126,9 @@ struct State {
     waiters: VecDeque<oneshot::Sender<Answer>>,
     /// A waiter has been told to look at what is parked and has not looked yet.
     told: bool,
+    /// A look is owed: a release parked while a checkout waited, and whether a waiter must be
+    /// told is settled when the releasing thread runs out of ready tasks ([`Owed`]).
+    owed: bool,
     /// Parked connections kept for the told waiter: its turn came while it was told, so only
     /// it may take them. Never more than are parked, and none unless a waiter is told.
     reserved: usize,
@@ -155,6 +164,7 @@ impl State {
             claims: 0,
             waiters: VecDeque::new(),
             told: false,
+            owed: false,
             reserved: 0,
             hand_over_at: Instant::now(),
             unclocked: 0,
@@ -179,7 +189,10 @@ impl State {
             "parked with no claim live and no sweep due"
         );
         assert!(
-            self.parked.is_empty() || self.told || self.waiters.iter().all(|w| w.is_closed()),
+            self.parked.is_empty()
+                || self.told
+                || self.owed
+                || self.waiters.iter().all(|w| w.is_closed()),
             "parked while a checkout waits untold: shard {}, {} parked, {} waiting ({} gone), {} claims",
             self.shard,
             self.parked.len(),
@@ -287,11 +300,27 @@ impl State {
             }
         }
         self.parked.push(conn);
-        if here {
+        if self.told || self.owed {
+            return Given::Kept;
+        }
+        self.owed = true;
+        Given::Owe(self.shard)
+    }
+
+    /// What a release that parked while a checkout waited owes, settled: the oldest waiter
+    /// told to look, here if one waits here, else in another shard, if something is still
+    /// parked here that it may take.
+    fn look_owed(&mut self, elsewhere: usize) -> Given {
+        assert!(self.owed, "a look settled that was not owed");
+        self.owed = false;
+        if self.parked.len() <= self.reserved {
+            return Given::Kept;
+        }
+        if self.waited_on() {
             self.tell();
             return Given::Kept;
         }
-        match self.next_turn(waiting) {
+        match self.next_turn(elsewhere & ALL_SHARDS) {
             Some(shard) => Given::Tell(shard),
             None => Given::Kept,
         }
@@ -307,6 +336,8 @@ enum Given {
     Deliver(usize, Conn),
     /// Parked here; this shard's oldest waiter is to be told to look (`Handoff::tell_in`).
     Tell(usize),
+    /// Parked in this shard while a checkout waited: a look is owed ([`Owed`]).
+    Owe(usize),
 }
 
 impl State {
@@ -544,7 +575,20 @@ impl Handoff {
             Given::Kept => {}
             Given::Deliver(shard, conn) => self.deliver(shard, conn),
             Given::Tell(shard) => self.tell_in(shard),
+            Given::Owe(shard) => Owed::defer(Arc::clone(self), shard),
         }
+    }
+
+    /// Settles a look owed in `shard` ([`Owed`]).
+    fn settle_owed(self: &Arc<Self>, shard: usize) {
+        let given = {
+            let mut state = self.lock(shard);
+            let elsewhere = self.elsewhere(shard);
+            let given = state.look_owed(elsewhere);
+            self.settle(&mut state);
+            given
+        };
+        self.follow(given);
     }
 
     /// A connection parked in a shard other than `home`, free to take (not kept for a told
@@ -559,6 +603,42 @@ impl Handoff {
                 self.settle(&mut state);
                 conn
             })
+    }
+}
+
+/// A look owed in a shard, settled when the releasing thread's scheduler has run out of ready
+/// tasks: `tokio::task::yield_now` hands the scheduler its waker, which tokio wakes only after
+/// it has run the ready tasks and polled the driver (and at least every `event_interval`
+/// polls, 61 by default); at once outside a runtime. Settled when dropped, so a waker a
+/// runtime drops unwoken (at shutdown) still settles. Nothing here depends on that timing for
+/// safety: woken early, it tells a waiter that finds nothing, as every release once did.
+struct Owed(Arc<Handoff>, usize);
+
+impl Owed {
+    fn defer(handoff: Arc<Handoff>, shard: usize) {
+        let waker = std::task::Waker::from(Arc::new(Owed(handoff, shard)));
+        let mut cx = Context::from_waker(&waker);
+        let mut yielded = std::pin::pin!(tokio::task::yield_now());
+        // Pending: the scheduler holds the waker now (or has woken it already).
+        let _ = yielded.as_mut().poll(&mut cx);
+    }
+}
+
+impl std::task::Wake for Owed {
+    fn wake(self: Arc<Self>) {}
+}
+
+impl Drop for Owed {
+    /// Runs inside tokio's scheduler, between tasks: a broken rule asserted here would unwind
+    /// through it and leave a worker thread dead, every task on it hanging. The process stops
+    /// instead (the panic has been reported by then).
+    fn drop(&mut self) {
+        let settled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.0.settle_owed(self.1);
+        }));
+        if settled.is_err() {
+            std::process::abort();
+        }
     }
 }
 
@@ -951,8 +1031,25 @@ mod tests {
         state.hand_over_at = Instant::now();
     }
 
-    /// `waiter` heard the word to look; it looks, and takes what is parked (`why`: where).
-    fn looks_and_takes(waiter: &mut Claim<'_>, mut wait: Wait, why: &str) -> Conn {
+    /// Lets the looks owed so far be settled: the test's task yields, and the runtime, with
+    /// no other task ready, wakes what `yield_now` deferred ([`Owed`]) before it resumes.
+    async fn owed_looks_settled(handoff: &Handoff) {
+        tokio::task::yield_now().await;
+        assert!(
+            (0..SHARDS).all(|shard| !handoff.lock(shard).owed),
+            "a look still owed after the runtime ran out of tasks"
+        );
+    }
+
+    /// Once the looks owed are settled, `waiter` has heard the word to look; it looks, and
+    /// takes what is parked (`why`: where).
+    async fn looks_and_takes(
+        handoff: &Handoff,
+        waiter: &mut Claim<'_>,
+        mut wait: Wait,
+        why: &str,
+    ) -> Conn {
+        owed_looks_settled(handoff).await;
         let Some(Answer::Look) = heard(&mut wait) else {
             panic!("not told to look: {why}")
         };
@@ -960,11 +1057,11 @@ mod tests {
         ready(waiter.source(Turn::Again, true, || None), why)
     }
 
-    /// `releaser` ends its claim with `conn` and checks out again, up to `limit` times, while
-    /// `waiter` waits: every release either tells the waiter to look (it finds the releaser
-    /// took the connection back, and queues again at the front) or hands over outright.
-    /// Returns how many releases it took and the connection handed over, if one was.
-    fn release_until_handed_over<'a>(
+    /// `releaser` ends its claim with `conn` and checks out again at once, up to `limit`
+    /// times, while `waiter` waits: every release either owes a look, which finds the releaser
+    /// took the connection back and wakes nobody, or hands over outright. Returns how many
+    /// releases it took and the connection handed over, if one was.
+    async fn release_until_handed_over<'a>(
         handoff: &'a Arc<Handoff>,
         releaser: &mut Claim<'a>,
         mut conn: Conn,
@@ -976,17 +1073,22 @@ mod tests {
             releaser.end(Some(conn), true);
             match heard(&mut wait) {
                 Some(Answer::Yours(conn)) => return (release, Ok(conn)),
-                Some(Answer::Look) => {}
-                None => panic!("a release with a checkout waiting tells it"),
+                Some(Answer::Look) => panic!("told to look before the releaser could take it back"),
+                None => assert!(
+                    home(handoff).owed,
+                    "a release with a checkout waiting owes a look"
+                ),
             }
             *releaser = handoff.claim();
             conn = ready(
                 releaser.source(Turn::Queue, false, || None),
                 "the releaser takes its parked connection back",
             );
-            assert!(home(handoff).told, "told, and not looked yet");
-            wait = waiting(waiter.source(Turn::Again, true, || None));
-            assert!(!home(handoff).told, "looked, found nothing, queued again");
+            owed_looks_settled(handoff).await;
+            assert!(
+                heard(&mut wait).is_none(),
+                "nothing parked when the look was settled: nobody woken"
+            );
         }
         drop(wait);
         (limit, Err(conn))
@@ -1005,7 +1107,7 @@ mod tests {
         // Due from the start: handed over at the first look at the clock.
         let start = Instant::now();
         let (releases, handed) =
-            release_until_handed_over(handoff, &mut first, conn, &mut second, 100);
+            release_until_handed_over(handoff, &mut first, conn, &mut second, 100).await;
         let Ok(conn) = handed else {
             panic!("never handed over")
         };
@@ -1015,7 +1117,8 @@ mod tests {
         // Not due: passed over, however many releases.
         first = handoff.claim();
         home(handoff).hand_over_at = Instant::now() + Duration::from_secs(3600);
-        let (_, kept) = release_until_handed_over(handoff, &mut second, conn, &mut first, 100);
+        let (_, kept) =
+            release_until_handed_over(handoff, &mut second, conn, &mut first, 100).await;
         let Err(conn) = kept else {
             panic!("handed over before the turn was due")
         };
@@ -1023,7 +1126,7 @@ mod tests {
         // Due again.
         home(handoff).hand_over_at = Instant::now();
         let (releases, handed) =
-            release_until_handed_over(handoff, &mut second, conn, &mut first, 100);
+            release_until_handed_over(handoff, &mut second, conn, &mut first, 100).await;
         let Ok(conn) = handed else {
             panic!("never handed over")
         };
@@ -1050,6 +1153,7 @@ mod tests {
 
         holder.end(Some(conn), true);
         assert_eq!(parked(handoff), 1);
+        owed_looks_settled(handoff).await;
         assert!(heard(&mut next_wait).is_none(), "only the oldest is told");
         drop(gone_wait);
         drop(gone);
@@ -1072,6 +1176,7 @@ mod tests {
         assert_eq!(parked(handoff), 0, "handed over outright");
         drop(gone_wait);
         drop(gone);
+        owed_looks_settled(handoff).await;
         let conn = match heard(&mut last_wait) {
             Some(Answer::Yours(conn)) => conn,
             Some(Answer::Look) => ready(
@@ -1098,6 +1203,7 @@ mod tests {
         let mut oldest_wait = waiting(oldest.source(Turn::Queue, false, || None));
 
         holder.end(Some(conn), true);
+        owed_looks_settled(handoff).await;
         assert!(matches!(heard(&mut oldest_wait), Some(Answer::Look)));
         holder = handoff.claim();
         let conn = ready(
@@ -1174,6 +1280,39 @@ mod tests {
         rig.finish().await;
     }
 
+    /// A release with a checkout waiting wakes no one while its task runs: the look it owes
+    /// is settled once the runtime has no ready task left, and tells the waiter then if the
+    /// connection is still parked. Outside a runtime there is nothing to defer to: at once.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_look_owed_is_settled_when_the_runtime_runs_out_of_tasks_and_at_once_outside_one() {
+        let rig = Rig::new(1).await;
+        let (pool, handoff) = (&rig.pool, &Arc::clone(&rig.handoff));
+        let mut holder = handoff.claim_on(HERE);
+        let conn = pool.acquire().await.unwrap();
+        let mut waiter = handoff.claim_on(HERE);
+        let mut wait = waiting(waiter.source(Turn::Queue, false, || None));
+
+        holder.end(Some(conn), true);
+        assert!(heard(&mut wait).is_none(), "woken while the releaser ran");
+        assert!(handoff.lock(HERE).owed, "a look is owed");
+        let conn = looks_and_takes(handoff, &mut waiter, wait, "still parked when settled").await;
+
+        let mut next = handoff.claim_on(HERE);
+        let mut wait = waiting(next.source(Turn::Queue, false, || None));
+        std::thread::scope(|scope| {
+            scope.spawn(|| waiter.end(Some(conn), true));
+        });
+        assert!(
+            !handoff.lock(HERE).owed,
+            "settled before the release returned"
+        );
+        assert!(matches!(heard(&mut wait), Some(Answer::Look)));
+        let conn = ready(next.source(Turn::Again, true, || None), "parked, and told");
+        next.end(Some(conn), true);
+        drop(holder);
+        rig.finish().await;
+    }
+
     /// A release whose shard has no waiter parks its connection there (its own next checkout
     /// may take it back, as in one shard) and tells a waiter in another shard to look: it
     /// looks in every shard, and takes it.
@@ -1194,10 +1333,12 @@ mod tests {
             "parked in its own shard"
         );
         let conn = looks_and_takes(
+            handoff,
             &mut waiter,
             wait,
             "the connection parked in the releaser's shard",
-        );
+        )
+        .await;
         assert_eq!(parked(handoff), 0);
         assert_eq!(flags(handoff), 0, "lowered once the waiter was served");
         waiter.end(Some(conn), true);
@@ -1237,10 +1378,12 @@ mod tests {
         writer.end(Some(conn), true);
         // The writer's shard has no one waiting: the reader is told to look, and finds it.
         let conn = looks_and_takes(
+            handoff,
             &mut reader,
             reader_wait,
             "the connection parked in the writer's shard",
-        );
+        )
+        .await;
         reader.end(Some(conn), true);
         rig.finish().await;
     }
@@ -1270,10 +1413,12 @@ mod tests {
         drop(far_wait);
         far.end(Some(conn), true);
         let conn = looks_and_takes(
+            handoff,
             &mut near,
             near_wait,
             "the connection parked in the other shard",
-        );
+        )
+        .await;
         let mut again = handoff.claim_on(THERE);
         let mut again_wait = waiting(again.source(Turn::Queue, false, || None));
         let mut last = handoff.claim_on(HERE);
@@ -1359,14 +1504,17 @@ mod tests {
         let mut next_wait = waiting(next.source(Turn::Queue, false, || None));
 
         holder.end(Some(conn), true);
+        owed_looks_settled(handoff).await;
         assert!(heard(&mut next_wait).is_none(), "only the oldest is told");
         drop(gone_wait);
         drop(gone);
         let conn = looks_and_takes(
+            handoff,
             &mut next,
             next_wait,
             "the word passed on: the connection parked in the other shard",
-        );
+        )
+        .await;
         next.end(Some(conn), true);
         rig.finish().await;
     }
