@@ -14,7 +14,8 @@
 //! left ([`Owed`]): by then a task whose next operation came at once holds the connection again,
 //! and nobody is woken. Waking the waiter at every release instead, only for it to look and
 //! sleep again, made every checkout past the pool's size a scheduler event: on PostgreSQL with
-//! one connection, 2 to 128 tasks did 0.6 of what one task did, and 0.9 with the look owed.
+//! one connection, 2 to 128 tasks did 0.6 of what one task did, and about 0.9 with the look
+//! owed.
 //! At least once per [`FAIR_TURN`] (divided among the pool's connections) a release hands its
 //! connection to the oldest waiter outright, so no waiter is passed over for long.
 //!
@@ -23,10 +24,10 @@
 //! them (the bare cycle at two tasks did 0.3 to 0.75 of one task's rate with one lock, and
 //! more than one task's with shards). A connection moves to another shard only for a waiter
 //! there, under the same eventual fairness: a release whose own shard has no waiter parks, and
-//! the look it owes tells a waiter in another shard (`Handoff::waiting`, a bit per shard, names them),
-//! and a checkout about to wait, or told to look, takes one parked in any shard. Outright
-//! hand-overs go round the shards with a waiter, and to a SQLite writer whose turn it is
-//! ([`Turn::First`]) ahead of readers waiting in the releaser's shard.
+//! the look it owes tells a waiter in another shard (`Handoff::waiting`, a bit per shard,
+//! names them), and a checkout about to wait, or told to look, takes one parked in any shard.
+//! Outright hand-overs go round the shards with a waiter, and to a SQLite writer whose turn it
+//! is ([`Turn::First`]) ahead of readers waiting in the releaser's shard.
 //!
 //! This never hides a session, because of three rules kept under each shard's lock:
 //! - A connection is parked only while another claim of its shard is live, or for at most
@@ -42,9 +43,9 @@
 //!   parked when it runs. A told waiter takes a parked connection when it runs, or queues again
 //!   at the front if another took it. A told waiter that stops waiting passes the word on.
 //!   Across shards: a look owed where no one waits tells a waiter in another shard; and a
-//!   checkout about to wait looks in every other shard
-//!   after it has raised its shard's bit, so a connection parked elsewhere at the same moment
-//!   is either seen by it or parked with a word to it.
+//!   checkout about to wait looks in every other shard after it has raised its shard's bit,
+//!   so a connection parked elsewhere at the same moment is either seen by it or parked with
+//!   a look owed to it.
 //! - Releases hand over outright at least once per [`FAIR_TURN`] divided among the pool's
 //!   connections (give or take [`RELEASES_PER_CLOCK`] releases): to the oldest waiter of the
 //!   next shard in turn that has one, or, if the one there is told, kept parked for it alone
@@ -611,7 +612,8 @@ impl Handoff {
 /// it has run the ready tasks and polled the driver (and at least every `event_interval`
 /// polls, 61 by default); at once outside a runtime. Settled when dropped, so a waker a
 /// runtime drops unwoken (at shutdown) still settles. Nothing here depends on that timing for
-/// safety: woken early, it tells a waiter that finds nothing, as every release once did.
+/// safety: woken early, it tells a waiter that finds nothing, as every release once did. A
+/// task that blocks its thread after a release delays the look as long as it blocks.
 struct Owed(Arc<Handoff>, usize);
 
 impl Owed {
