@@ -26,8 +26,9 @@
 //! there, under the same eventual fairness: a release whose own shard has no waiter parks, and
 //! the look it owes tells a waiter in another shard (`Handoff::waiting`, a bit per shard,
 //! names them), and a checkout about to wait, or told to look, takes one parked in any shard.
-//! Outright hand-overs go round the shards with a waiter, and to a SQLite writer whose turn it
-//! is ([`Turn::First`]) ahead of readers waiting in the releaser's shard.
+//! Outright hand-overs go to the oldest waiter of any shard (each waiter keeps the ticket of
+//! its first wait), and to a SQLite writer whose turn it is ([`Turn::First`]) ahead of readers
+//! waiting in the releaser's shard.
 //!
 //! This never hides a session, because of three rules kept under each shard's lock:
 //! - A connection is parked only while another claim of its shard is live, or for at most
@@ -47,10 +48,9 @@
 //!   so a connection parked elsewhere at the same moment is either seen by it or parked with
 //!   a look owed to it.
 //! - Releases hand over outright at least once per [`FAIR_TURN`] divided among the pool's
-//!   connections (give or take [`RELEASES_PER_CLOCK`] releases): to the oldest waiter of the
-//!   next shard in turn that has one, or, if the one there is told, kept parked for it alone
-//!   (it was the oldest). So a waiter is passed over for at most about that long per waiter
-//!   and shard ahead of it.
+//!   connections (give or take [`RELEASES_PER_CLOCK`] releases): to the oldest waiter of all
+//!   shards, or, if that is this shard's told waiter, kept parked for it alone. So a waiter is
+//!   passed over for at most about that long per waiter ahead of it.
 //!
 //! A waiting checkout also waits on sqlx's pool (for a new connection, or one a guard could
 //! not hand over), whichever comes first. Only a clean connection is parked or handed over:
@@ -66,7 +66,7 @@ use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
@@ -106,6 +106,11 @@ pub(crate) struct Handoff {
     waiting: CachePadded<AtomicUsize>,
     /// Bit `s`: shard `s` has had a claim. A checkout about to wait looks only in these.
     used: AtomicUsize,
+    /// The ticket of each shard's oldest queued waiter ([`NO_WAITER`] if none), for fair turns
+    /// to pick the oldest of all. Written under the shard's lock when it changes.
+    oldest: Box<[AtomicU64]>,
+    /// The next ticket: taken once per checkout that waits.
+    tickets: AtomicU64,
     /// The pool's size: more can never be parked.
     capacity: usize,
     /// [`FAIR_TURN`] shared among the pool's connections: the longest a release may park
@@ -124,7 +129,7 @@ struct State {
     /// checkout is gone (it got a pooled connection, or was cancelled) is closed; hand-overs
     /// skip those, and a claim's end clears them once they would outnumber the claims, so
     /// there are never more entries than claims and no step walks them all per checkout.
-    waiters: VecDeque<oneshot::Sender<Answer>>,
+    waiters: VecDeque<Waiter>,
     /// A waiter has been told to look at what is parked and has not looked yet.
     told: bool,
     /// A look is owed: a release parked while a checkout waited, and whether a waiter must be
@@ -144,9 +149,30 @@ struct State {
     first: bool,
     /// The flags this shard has raised in `Handoff::waiting`.
     flagged: usize,
-    /// The shard the last hand-over from here went to: turns go round the shards after it.
+    /// The shard the last hand-over from here went to: a writer's turn, and a word to look
+    /// elsewhere, go round the shards after it.
     last_turn: usize,
+    /// The ticket of the oldest waiter, as last published in `Handoff::oldest`.
+    published: u64,
 }
+
+/// A queued checkout: its ticket (the order it first waited in, across shards) and where to
+/// send its answer.
+#[derive(Debug)]
+struct Waiter {
+    ticket: u64,
+    sender: oneshot::Sender<Answer>,
+}
+
+impl Waiter {
+    /// Its checkout went away.
+    fn is_closed(&self) -> bool {
+        self.sender.is_closed()
+    }
+}
+
+/// `Handoff::oldest` of a shard with no waiter queued.
+const NO_WAITER: u64 = u64::MAX;
 
 /// What a waiting checkout hears.
 #[derive(Debug)]
@@ -173,6 +199,7 @@ impl State {
             first: false,
             flagged: 0,
             last_turn: shard,
+            published: NO_WAITER,
         }
     }
 
@@ -221,7 +248,8 @@ impl State {
     }
 
     /// Queues a checkout: behind the others, or ahead of them.
-    fn queue(&mut self, waiter: oneshot::Sender<Answer>, turn: Turn) {
+    fn queue(&mut self, sender: oneshot::Sender<Answer>, turn: Turn, ticket: u64) {
+        let waiter = Waiter { ticket, sender };
         match turn {
             Turn::Queue => {
                 self.first &= !self.waiters.is_empty();
@@ -238,7 +266,7 @@ impl State {
         }
     }
 
-    fn pop_oldest(&mut self) -> Option<oneshot::Sender<Answer>> {
+    fn pop_oldest(&mut self) -> Option<Waiter> {
         self.first = false;
         self.waiters.pop_front()
     }
@@ -257,7 +285,7 @@ impl State {
     /// Sends `answer` to the oldest waiter still waiting; back if there is none.
     fn answer_oldest(&mut self, mut answer: Answer) -> Option<Answer> {
         while let Some(waiter) = self.pop_oldest() {
-            match waiter.send(answer) {
+            match waiter.sender.send(answer) {
                 Ok(()) => return None,
                 Err(unsent) => answer = unsent,
             }
@@ -267,11 +295,17 @@ impl State {
 
     /// A clean connection no claim of this shard holds any more. With nobody waiting anywhere,
     /// parked. Else, as before sharding, with other shards' waiters (`elsewhere`, as
-    /// `Handoff::waiting` has them) taking part: to the oldest waiter of the next shard in turn
-    /// if a turn is due, else parked with the oldest waiter told to look, here if one waits
+    /// `Handoff::waiting` has them) taking part: to the oldest waiter of all shards if a turn
+    /// is due, else parked with the oldest waiter told to look, here if one waits
     /// here, else in another shard (it looks in every shard). A waiter elsewhere that came first
     /// gets it at once, unless one here did too.
-    fn give(&mut self, conn: Conn, fair_every: Duration, elsewhere: usize) -> Given {
+    fn give(
+        &mut self,
+        conn: Conn,
+        fair_every: Duration,
+        elsewhere: usize,
+        oldest: &[AtomicU64],
+    ) -> Given {
         // Entries of checkouts that went away wait for nothing.
         self.drop_gone(false);
         let (waiting, first) = (elsewhere & ALL_SHARDS, elsewhere >> SHARDS);
@@ -291,7 +325,7 @@ impl State {
             if now >= self.hand_over_at {
                 self.hand_over_at = now + fair_every;
                 let own = usize::from(here) << self.shard;
-                match self.next_turn(waiting | own) {
+                match self.oldest_waiting(waiting | own, oldest) {
                     Some(shard) if shard != self.shard => return Given::Deliver(shard, conn),
                     _ => {
                         self.hand_over(conn);
@@ -373,6 +407,23 @@ impl State {
         }
     }
 
+    /// The shard in `candidates` (a bit per shard) whose oldest waiter came first of all, by
+    /// the tickets in `oldest`: a fair turn goes to the oldest waiter of any shard. (Going
+    /// round the shards instead gave a waiter alone in its shard as many turns as six waiting
+    /// in another, and let it run all its operations before some of those ran one.) This
+    /// shard's own told waiter, which has left the queue, was its oldest: it comes first.
+    fn oldest_waiting(&mut self, candidates: usize, oldest: &[AtomicU64]) -> Option<usize> {
+        let ticket = |shard: usize| match shard == self.shard && self.told {
+            true => 0,
+            false => oldest[shard].load(Ordering::SeqCst),
+        };
+        let shard = (0..SHARDS)
+            .filter(|shard| candidates & (1 << shard) != 0)
+            .min_by_key(|&shard| ticket(shard))?;
+        self.last_turn = shard;
+        Some(shard)
+    }
+
     /// The first shard in `candidates` (a bit per shard) after the last one given a turn,
     /// going round; it has the turn now.
     fn next_turn(&mut self, candidates: usize) -> Option<usize> {
@@ -439,6 +490,8 @@ impl Handoff {
                 .collect(),
             waiting: CachePadded::new(AtomicUsize::new(0)),
             used: AtomicUsize::new(0),
+            oldest: (0..SHARDS).map(|_| AtomicU64::new(NO_WAITER)).collect(),
+            tickets: AtomicU64::new(0),
             capacity,
             fair_every: FAIR_TURN / u32::try_from(capacity).unwrap_or(u32::MAX),
         }
@@ -465,6 +518,7 @@ impl Handoff {
             shard,
             live: true,
             parked,
+            ticket: None,
         }
     }
 
@@ -528,6 +582,14 @@ impl Handoff {
                 self.waiting.fetch_and(!lowered, Ordering::SeqCst);
             }
             state.flagged = flags;
+        }
+        let oldest = state
+            .waiters
+            .front()
+            .map_or(NO_WAITER, |waiter| waiter.ticket);
+        if oldest != state.published {
+            self.oldest[state.shard].store(oldest, Ordering::SeqCst);
+            state.published = oldest;
         }
         state.check(self.capacity);
     }
@@ -687,6 +749,9 @@ pub(crate) struct Claim<'a> {
     live: bool,
     /// Taken with the claim, for the first `source`.
     parked: Option<Conn>,
+    /// Its place in the order of waiters across shards, from its first wait on (a checkout
+    /// told to look that queues again keeps it).
+    ticket: Option<u64>,
 }
 
 impl Claim<'_> {
@@ -732,7 +797,11 @@ impl Claim<'_> {
                     // A retried checkout (its connection was dead) left its first entry behind.
                     let full = state.waiters.len() >= state.claims;
                     state.drop_gone(full);
-                    state.queue(sender, turn);
+                    let tickets = &self.handoff.tickets;
+                    let ticket = *self
+                        .ticket
+                        .get_or_insert_with(|| tickets.fetch_add(1, Ordering::Relaxed));
+                    state.queue(sender, turn, ticket);
                     Source::Wait(Wait {
                         receiver,
                         done: false,
@@ -780,7 +849,11 @@ impl Claim<'_> {
             let (unclean, given) = match conn {
                 Some(conn) if clean => {
                     let elsewhere = self.handoff.elsewhere(self.shard);
-                    (None, state.give(conn, self.handoff.fair_every, elsewhere))
+                    let oldest = &self.handoff.oldest;
+                    (
+                        None,
+                        state.give(conn, self.handoff.fair_every, elsewhere, oldest),
+                    )
                 }
                 unclean => (unclean, Given::Kept),
             };
@@ -838,7 +911,12 @@ impl Drop for Wait {
             let given = match unheard {
                 Answer::Yours(conn) => {
                     let elsewhere = self.handoff.elsewhere(self.shard);
-                    state.give(conn, self.handoff.fair_every, elsewhere)
+                    state.give(
+                        conn,
+                        self.handoff.fair_every,
+                        elsewhere,
+                        &self.handoff.oldest,
+                    )
                 }
                 // The word passes on, wherever the parked connection is.
                 Answer::Look => {
@@ -1390,10 +1468,10 @@ mod tests {
         rig.finish().await;
     }
 
-    /// When a release's turn to hand over comes, the turn goes round the shards with a
-    /// waiter, its own included, starting after itself.
+    /// When a release's turn to hand over comes, the connection goes to the oldest waiter of
+    /// any shard, its own included: by the order they first waited in, not by shard.
     #[tokio::test(flavor = "current_thread")]
-    async fn turns_go_round_the_shards_with_a_waiter() {
+    async fn a_turn_goes_to_the_oldest_waiter_whichever_shard_it_waits_in() {
         let rig = Rig::new(1).await;
         let (pool, handoff) = (&rig.pool, &Arc::clone(&rig.handoff));
         let mut holder = handoff.claim_on(HERE);
@@ -1405,36 +1483,27 @@ mod tests {
 
         turn_due_at_next_release(handoff, HERE);
         holder.end(Some(conn), true);
-        let Some(Answer::Yours(conn)) = heard(&mut far_wait) else {
-            panic!("the first turn did not go to the other shard")
+        let Some(Answer::Yours(conn)) = heard(&mut near_wait) else {
+            panic!("the first turn did not go to the oldest waiter, in the releaser's shard")
         };
-        assert!(heard(&mut near_wait).is_none());
+        assert!(heard(&mut far_wait).is_none());
 
-        // Back to the first shard (the other has no waiter now: the first's is told, looks, and
-        // takes it), where the next release finds the turn due again: its own waiter's turn.
-        drop(far_wait);
-        far.end(Some(conn), true);
-        let conn = looks_and_takes(
-            handoff,
-            &mut near,
-            near_wait,
-            "the connection parked in the other shard",
-        )
-        .await;
-        let mut again = handoff.claim_on(THERE);
-        let mut again_wait = waiting(again.source(Turn::Queue, false, || None));
-        let mut last = handoff.claim_on(HERE);
-        let mut last_wait = waiting(last.source(Turn::Queue, false, || None));
+        // Now the oldest waits in the other shard, and a younger one in the releaser's.
+        drop(near_wait);
+        let mut young = handoff.claim_on(HERE);
+        let mut young_wait = waiting(young.source(Turn::Queue, false, || None));
         turn_due_at_next_release(handoff, HERE);
         near.end(Some(conn), true);
-        let Some(Answer::Yours(conn)) = heard(&mut last_wait) else {
-            panic!("the second turn did not come back to the releaser's own shard")
+        let Some(Answer::Yours(conn)) = heard(&mut far_wait) else {
+            panic!("the second turn did not go to the oldest waiter, in the other shard")
         };
-        assert!(heard(&mut again_wait).is_none());
-        drop(last_wait);
-        drop(again_wait);
-        drop(again);
-        last.end(Some(conn), true);
+        assert!(heard(&mut young_wait).is_none());
+        drop(far_wait);
+        far.end(Some(conn), true);
+        let conn =
+            looks_and_takes(handoff, &mut young, young_wait, "parked in the other shard").await;
+        young.end(Some(conn), true);
+        drop(holder);
         rig.finish().await;
     }
 
