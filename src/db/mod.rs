@@ -273,6 +273,7 @@ impl Db {
         holder: &'static str,
         turn: Turn,
     ) -> Result<(PoolConnection<Any>, Claim<'_>), DbError> {
+        handoff::yield_if_handed_over().await;
         let cut = self.shared.faults.cut_here();
         fault::unless_cut(cut, self.checkout_live(holder, turn)).await
     }
@@ -718,6 +719,46 @@ async fn prepare(options: &AnyConnectOptions, backend: Backend) -> Result<(), Db
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A release that hands its connection to a waiter (its turn came) lets that waiter run
+    /// before the releasing task's next checkout, though another connection is parked for that
+    /// checkout to take at once.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_release_that_hands_over_lets_the_waiter_run_before_its_next_checkout() {
+        let scratch = scratch::Scratch::sqlite().unwrap();
+        let config = PoolConfig {
+            max_connections: 2,
+            ..PoolConfig::for_backend(Backend::Sqlite)
+        };
+        let db = Db::connect_with(&scratch.url, config).await.unwrap();
+        let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let first = db.session("test.first").await.unwrap();
+        let second = db.session("test.second").await.unwrap();
+        let waiter = tokio::spawn({
+            let (db, order) = (db.clone(), Arc::clone(&order));
+            async move {
+                let session = db.session("test.waiter").await.unwrap();
+                order.lock().unwrap().push("waiter");
+                drop(session);
+            }
+        });
+        tokio::task::yield_now().await;
+        assert_eq!(db.shared.handoff.queued(), 1, "the waiter queued");
+
+        // Parked, with a look owed to the waiter; then the waiter's turn comes.
+        drop(second);
+        db.shared.handoff.turn_due_at_next_release(shard::home());
+        drop(first);
+        let again = db.session("test.again").await.unwrap();
+        order.lock().unwrap().push("releaser");
+        assert_eq!(*order.lock().unwrap(), ["waiter", "releaser"]);
+
+        drop(again);
+        waiter.await.unwrap();
+        let views = db.close(SETTLE_DEADLINE).await.unwrap();
+        assert!(views.is_closed(), "{views}");
+        scratch.remove().await.unwrap();
+    }
 
     #[test]
     fn urls_name_their_backend() {
