@@ -543,17 +543,6 @@ impl Handoff {
             .sum()
     }
 
-    /// Whether a connection is parked in some shard, free to take.
-    fn any_free(&self) -> bool {
-        let used = self.used.load(Ordering::SeqCst);
-        (0..SHARDS)
-            .filter(|shard| used & (1 << shard) != 0)
-            .any(|shard| {
-                let state = self.lock(shard);
-                state.parked.len() > state.reserved
-            })
-    }
-
     /// Ends the linger at once: in every shard with no claim live, every parked connection
     /// goes back to sqlx now rather than at the sweep. `Db::quiesce` and `Db::close` ask for
     /// this: nothing runs, so nothing should wait for a next checkout, and the views should not
@@ -755,13 +744,8 @@ thread_local! {
 /// of the run queue, where an idle worker can take it. `tokio::task::yield_now` would wake it
 /// only when the thread runs out of tasks, and into the LIFO slot: one of two tasks waited
 /// 63 ms there behind the other's whole run. Called before a claim, so the yield holds nothing.
-/// Only while a connection is parked free to take: else the checkout waits, which yields
-/// anyway (at size 1 the yield only woke the idle worker for nothing).
-pub(crate) async fn yield_if_handed_over(handoff: &Handoff) {
+pub(crate) async fn yield_if_handed_over() {
     if !HANDED_OVER.replace(false) {
-        return;
-    }
-    if !handoff.any_free() {
         return;
     }
     let mut yielded = false;

@@ -273,7 +273,7 @@ impl Db {
         holder: &'static str,
         turn: Turn,
     ) -> Result<(PoolConnection<Any>, Claim<'_>), DbError> {
-        handoff::yield_if_handed_over(&self.shared.handoff).await;
+        handoff::yield_if_handed_over().await;
         let cut = self.shared.faults.cut_here();
         fault::unless_cut(cut, self.checkout_live(holder, turn)).await
     }
