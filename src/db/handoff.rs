@@ -738,8 +738,8 @@ thread_local! {
 /// thread (its LIFO slot, which no other worker steals from); a releaser that went straight on
 /// to its next checkout kept the thread, and took a connection parked in another shard, so the
 /// waiter sat behind it with the connection it was given. On the bare cycle with two
-/// connections, 8 to 128 tasks did 0.65 to 0.79 of what 2 tasks did (for up to a millisecond
-/// at a time only one worker ran checkouts), and 0.80 to 1.00 with this yield.
+/// connections, 8 to 128 tasks did 0.62 to 0.79 of what 2 tasks did (for up to a millisecond
+/// at a time only one worker ran checkouts), and 0.77 to 1.00 (median 0.88) with this yield.
 /// The task wakes itself and returns pending once, which tokio takes as a yield: to the back
 /// of the run queue, where an idle worker can take it. `tokio::task::yield_now` would wake it
 /// only when the thread runs out of tasks, and into the LIFO slot: one of two tasks waited
