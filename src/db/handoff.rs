@@ -295,19 +295,14 @@ impl State {
         Some(answer)
     }
 
-    /// A clean connection no claim of this shard holds any more. With nobody waiting anywhere,
-    /// parked. Else, as before sharding, with other shards' waiters (`elsewhere`, as
-    /// `Handoff::waiting` has them) taking part: to the oldest waiter of all shards if a turn
-    /// is due, else parked with the oldest waiter told to look, here if one waits
-    /// here, else in another shard (it looks in every shard). A waiter elsewhere that came first
-    /// gets it at once, unless one here did too.
-    fn give(
-        &mut self,
-        conn: Conn,
-        fair_every: Duration,
-        elsewhere: usize,
-        oldest: &[AtomicU64],
-    ) -> Given {
+    /// A clean connection no claim of this shard holds any more; `handoff` is this shard's.
+    /// With nobody waiting anywhere, parked. Else, as before sharding, with other shards'
+    /// waiters (`Handoff::waiting`) taking part: to the oldest waiter of all shards if a turn
+    /// is due, else parked with the oldest waiter told to look, here if one waits here, else in
+    /// another shard (it looks in every shard). A waiter elsewhere that came first gets it at
+    /// once, unless one here did too.
+    fn give(&mut self, conn: Conn, handoff: &Handoff) -> Given {
+        let (elsewhere, oldest) = (handoff.elsewhere(self.shard), &handoff.oldest);
         // Entries of checkouts that went away wait for nothing.
         self.drop_gone(false);
         let (waiting, first) = (elsewhere & ALL_SHARDS, elsewhere >> SHARDS);
@@ -325,7 +320,7 @@ impl State {
             self.unclocked = 0;
             let now = Instant::now();
             if now >= self.hand_over_at {
-                self.hand_over_at = now + fair_every;
+                self.hand_over_at = now + handoff.fair_every;
                 let own = usize::from(here) << self.shard;
                 match self.oldest_waiting(waiting | own, oldest) {
                     Some(shard) if shard != self.shard => return Given::Deliver(shard, conn),
@@ -901,14 +896,7 @@ impl Claim<'_> {
             let full = state.waiters.len() > state.claims;
             state.drop_gone(full);
             let (unclean, given) = match conn {
-                Some(conn) if clean => {
-                    let elsewhere = self.handoff.elsewhere(self.shard);
-                    let oldest = &self.handoff.oldest;
-                    (
-                        None,
-                        state.give(conn, self.handoff.fair_every, elsewhere, oldest),
-                    )
-                }
+                Some(conn) if clean => (None, state.give(conn, self.handoff)),
                 unclean => (unclean, Given::Kept),
             };
             let sweep = state.sweep_needed();
@@ -966,15 +954,7 @@ impl Drop for Wait {
         let (given, sweep) = {
             let mut state = self.handoff.lock(self.shard);
             let given = match unheard {
-                Answer::Yours(conn) => {
-                    let elsewhere = self.handoff.elsewhere(self.shard);
-                    state.give(
-                        conn,
-                        self.handoff.fair_every,
-                        elsewhere,
-                        &self.handoff.oldest,
-                    )
-                }
+                Answer::Yours(conn) => state.give(conn, &self.handoff),
                 // The word passes on, wherever the parked connection is.
                 Answer::Look => {
                     state.told = false;
