@@ -120,7 +120,9 @@ for log in ("pool.log", "ops.log"):
             for line in f:
                 if line.startswith("sweep\t"):
                     r = json.loads(line.split("\t", 1)[1])
-                    sweeps[r["group"]] = ({int(c): v for c, v in r["rates"].items()}, r["rounds"])
+                    paired = {int(c): v for c, v in r.get("largest_over", {}).items()}
+                    sweeps[r["group"]] = ({int(c): v for c, v in r["rates"].items()}, r["rounds"],
+                                          paired)
 
 # The interleaved ratios benches/pool.rs prints (`ratio\t{json}`), by (group, tasks).
 interleaved = {}
@@ -140,15 +142,17 @@ def pool_key(g):
 pool_groups.sort(key=pool_key)
 overhead = {"cycle": [], "select1": []}
 aa = {"cycle": [], "select1": []}
-collapse, collapse_past = [], []
+collapse, collapse_past, collapse_paired, collapse_paired_past = [], [], [], []
 if pool_groups:
     print("== pool: our guards (wrapped) against the same sqlx pool used raw ==")
     print("   ops/s: criterion's median, each side measured in its own window")
     print("   wrap/raw, A/A: interleaved rounds (raw, wrapped, raw again; median over rounds) of")
     print("   time per op: wrapped over the mean of the raws around it; raw again over raw")
     print("   crit w/r: the same ratio from criterion's separate windows, for comparison")
-    print("   no collapse: wrapped ops/s at 128 tasks over the best at any task count, from the")
-    print("   interleaved concurrency sweep (every task count in each round; median of the rounds)")
+    print("   no collapse: wrapped ops/s at 128 tasks over each task count's, from the interleaved")
+    print("   concurrency sweep (every task count in each round): paired, the median over the")
+    print("   rounds of the ratio within a round, against the count it is lowest for; medians,")
+    print("   128's median rate over the best median rate (the best of five noisy figures)")
     print(f"{'group':<30} {'tasks':>5} {'wrapped/s':>10} {'raw/s':>10} {'raw_aa/s':>10} "
           f"{'wrap/raw':>8} {'A/A':>7} {'crit w/r':>8}")
     for g in pool_groups:
@@ -171,14 +175,18 @@ if pool_groups:
             print(f"{g[5:]:<30} {t:>5} {fmt_rate(per_sec(w))} {fmt_rate(per_sec(r))} "
                   f"{fmt_rate(per_sec(a))} {fmt_ratio(ratio):>8} {fmt_ratio(control)} "
                   f"{fmt_ratio(crit):>8}")
+        paired = {}
         if g in sweeps:
-            rates = sweeps[g][0]
+            rates, _, paired = sweeps[g]
+        size = int(g.split("/")[3].removeprefix("size"))
         if 128 in rates and len(rates) > 1:
             best = max(rates.values())
             collapse.append((rates[128] / best, g))
-            size = int(g.split("/")[3].removeprefix("size"))
             past = [v for t, v in rates.items() if t >= size]
             collapse_past.append((rates[128] / max(past), g))
+        if paired:
+            collapse_paired.append((min(paired.values()), g))
+            collapse_paired_past.append((min(v for t, v in paired.items() if t >= size), g))
     print()
     for workload in ("cycle", "select1"):
         if not overhead[workload]:
@@ -192,19 +200,24 @@ if pool_groups:
               f"A/A median {statistics.median(controls):.3f}, median |A/A - 1| {spread:.3f}, "
               f"range {min(controls):.3f}..{max(controls):.3f}"
               + ("   [target: <= 1.02]" if workload == "cycle" else ""))
-    if collapse:
-        worst = min(collapse)
-        print(f"no collapse past the pool size: at 128 tasks, wrapped throughput is "
-              f"{worst[0]:.2f} of its best at any concurrency in the worst group ({worst[1][5:]}); "
-              f"median {statistics.median(c for c, _ in collapse):.2f}   [target: >= 0.90]")
-        low = [f"{g[5:]} ({c:.2f})" for c, g in sorted(collapse) if c < 0.9]
+    def collapse_line(what, figures, target):
+        worst = min(figures)
+        low = [f"{g[5:]} ({c:.2f})" for c, g in sorted(figures) if c < 0.9]
+        print(f"   {what}: {worst[0]:.2f} in the worst group ({worst[1][5:]}), median "
+              f"{statistics.median(c for c, _ in figures):.2f} over {len(figures)} groups"
+              + ("   [target: >= 0.90]" if target else ""))
         if low:
-            print("   below 0.90: " + ", ".join(low))
-        worst = min(collapse_past)
-        print(f"   against the best from the pool's size up (past it, callers wait for one "
-              f"another; below it they only share the pool's bookkeeping): {worst[0]:.2f} in the "
-              f"worst group ({worst[1][5:]}); median "
-              f"{statistics.median(c for c, _ in collapse_past):.2f}")
+            print("      below 0.90: " + ", ".join(low))
+    if collapse_paired or collapse:
+        print("no collapse past the pool size: wrapped throughput at 128 tasks over the best at "
+              "any concurrency")
+    if collapse_paired:
+        collapse_line("paired within rounds", collapse_paired, True)
+    if collapse:
+        collapse_line("medians of the rounds", collapse, not collapse_paired)
+    if collapse_paired_past:
+        collapse_line("paired, against the counts from the pool's size up (past it, callers "
+                      "wait for one another)", collapse_paired_past, False)
     print()
 
 # ---- ops: operations against the wire and pgbench ---------------------------------------
@@ -261,12 +274,16 @@ if ops_groups:
                       f"{r(side('wire_stmt'))} {r(side('wire_select1'))} {r(s_only)} {r(stmt)} "
                       f"{r(sel1)} {fmt_ratio(rate / s_only):>8} {fmt_ratio(rate / stmt)}")
             if g in sweeps:
-                swept, rounds = sweeps[g]
+                swept, rounds, paired = sweeps[g]
                 best = max(swept, key=swept.get)
                 print(f"{'':<10} interleaved sweep, median of {rounds} rounds: "
                       + ", ".join(f"{c}: {v:,.0f}" for c, v in sorted(swept.items())))
-                print(f"{'':<10} at 128 clients: {swept[128] / swept[best]:.2f} of the best "
-                      f"({best} clients)   [target: >= 0.90]")
+                if paired:
+                    low = min(paired, key=paired.get)
+                    print(f"{'':<10} at 128 clients, paired within rounds: {paired[low]:.2f} of "
+                          f"{low} clients'   [target: >= 0.90]")
+                print(f"{'':<10} at 128 clients, medians: {swept[128] / swept[best]:.2f} of the "
+                      f"best ({best} clients)" + ("" if paired else "   [target: >= 0.90]"))
             elif 128 in rates and len(rates) > 1:
                 best = max(rates.values())
                 print(f"{'':<10} at 128 clients: {rates[128] / best:.2f} of the best "
