@@ -18,9 +18,8 @@
 //! the look owed.
 //! At least once per [`FAIR_TURN`] (divided among the pool's connections) a release hands its
 //! connection to the oldest waiter outright, so no waiter is passed over for long; the
-//! releasing thread's next checkout then yields first ([`yield_if_handed_over`]; in a pool of
-//! more than one), so that waiter runs rather than waits behind the task that gave it its
-//! connection.
+//! releasing thread's next checkout then yields first ([`yield_if_handed_over`]), so that
+//! waiter runs rather than waits behind the task that gave it its connection.
 //!
 //! Sharded by thread (`shard.rs`): a claim, its wait and the connection it parks belong to the
 //! shard of the thread that began it, so two cores checking out do not pass one lock between
@@ -755,10 +754,6 @@ thread_local! {
 /// of the run queue, where an idle worker can take it. `tokio::task::yield_now` would wake it
 /// only when the thread runs out of tasks, and into the LIFO slot: one of two tasks waited
 /// 63 ms there behind the other's whole run. Called before a claim, so the yield holds nothing.
-/// Not with a pool of one: having handed over the only connection, the releaser's next
-/// checkout can only wait, and the waiter runs then. Yielding there moved the releaser to the
-/// idle worker, which took the connection back between the waiter's checkouts: at 2 tasks,
-/// 434-487 such takes per 100 ms and as many extra waits, against 0-2 without the yield.
 pub(crate) async fn yield_if_handed_over() {
     if !HANDED_OVER.replace(false) {
         return;
@@ -925,7 +920,7 @@ impl Claim<'_> {
         };
         // Dropped outside the lock: each drop spawns sqlx's return-to-pool task.
         drop(unclean);
-        if matches!(given, Given::HandedOver | Given::Deliver(..)) && self.handoff.capacity > 1 {
+        if matches!(given, Given::HandedOver | Given::Deliver(..)) {
             HANDED_OVER.set(true);
         }
         self.handoff.follow(given);
@@ -1213,11 +1208,9 @@ mod tests {
             let handed_over = HANDED_OVER.replace(false);
             match heard(&mut wait) {
                 Some(Answer::Yours(conn)) => {
-                    assert_eq!(
+                    assert!(
                         handed_over,
-                        handoff.capacity > 1,
-                        "a hand-over makes its thread's next checkout yield, unless it handed \
-                         over the pool's only connection"
+                        "a hand-over makes its thread's next checkout yield"
                     );
                     return (release, Ok(conn));
                 }
@@ -1250,7 +1243,7 @@ mod tests {
 
     /// The releasing task takes its connection back while a waiter is only told to look, until
     /// the waiter's turn is due: then, within `RELEASES_PER_CLOCK` releases, one hands over.
-    /// In a pool of one and of two (which marks the thread to yield at a hand-over).
+    /// In a pool of one and of two (where the fair turn comes twice as often).
     #[tokio::test(flavor = "current_thread")]
     async fn a_releaser_takes_its_connection_back_until_the_waiters_turn_is_due() {
         for size in [1, 2] {
