@@ -311,6 +311,7 @@ impl State {
     }
 
     /// A clean connection no claim of this shard holds any more; `handoff` is this shard's.
+    /// The caller has dropped the entries of checkouts that went away: they wait for nothing.
     /// With nobody waiting anywhere, parked. Else, as before sharding, with other shards'
     /// waiters (`Handoff::waiting`) taking part: to the oldest waiter of all shards if a turn
     /// is due, else parked with the oldest waiter told to look, here if one waits here, else in
@@ -318,8 +319,6 @@ impl State {
     /// once, unless one here did too.
     fn give(&mut self, conn: Conn, handoff: &Handoff) -> Given {
         let (elsewhere, oldest) = (handoff.elsewhere(self.shard), &handoff.oldest);
-        // Entries of checkouts that went away wait for nothing.
-        self.drop_gone(false);
         let (waiting, first) = (elsewhere & ALL_SHARDS, elsewhere >> SHARDS);
         let here = self.waited_on();
         let first_here = self.first && !self.waiters.is_empty();
@@ -977,6 +976,7 @@ impl Drop for Wait {
         };
         let (given, sweep) = {
             let mut state = self.handoff.lock(self.shard);
+            state.drop_gone(false);
             let given = match unheard {
                 Answer::Yours(conn) => state.give(conn, &self.handoff),
                 // The word passes on, wherever the parked connection is.
