@@ -142,7 +142,7 @@ def pool_key(g):
 pool_groups.sort(key=pool_key)
 overhead = {"cycle": [], "select1": []}
 aa = {"cycle": [], "select1": []}
-collapse, collapse_past, collapse_paired, collapse_paired_past = [], [], [], []
+collapse, collapse_paired, collapse_paired_past = [], [], []
 if pool_groups:
     print("== pool: our guards (wrapped) against the same sqlx pool used raw ==")
     print("   ops/s: criterion's median, each side measured in its own window")
@@ -182,8 +182,6 @@ if pool_groups:
         if 128 in rates and len(rates) > 1:
             best = max(rates.values())
             collapse.append((rates[128] / best, g))
-            past = [v for t, v in rates.items() if t >= size]
-            collapse_past.append((rates[128] / max(past), g))
         if paired:
             collapse_paired.append((min(paired.values()), g))
             collapse_paired_past.append((min(v for t, v in paired.items() if t >= size), g))
