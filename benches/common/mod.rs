@@ -214,10 +214,10 @@ where
     took.as_secs_f64() / ops as f64
 }
 
-/// Rounds of the no-collapse sweep, and one concurrency's slice in a round. With 15 rounds, the same
-/// code's paired figure for SQLite's bare cycle on one connection read 0.95 and, half an hour
-/// later, 0.86: a median of 15 ratios, taken at the lowest of four counts, was too coarse for
-/// a 10% check on this shared machine. 45 rounds cost the pool benchmark about 8 minutes more.
+/// Rounds of the no-collapse sweep, and one concurrency's slice in a round. With 15 rounds,
+/// the same code's paired figure for SQLite's bare cycle on one connection read 0.95 and,
+/// half an hour later, 0.86: a median of 15 ratios, taken at the lowest of four counts, was
+/// too coarse for a 10% check on this shared machine. 45 cost the pool benchmark ~8 minutes.
 pub const SWEEP_ROUNDS: usize = 45;
 pub const SWEEP_SLICE: Duration = Duration::from_millis(100);
 

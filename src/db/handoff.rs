@@ -318,6 +318,11 @@ impl State {
     /// another shard (it looks in every shard). A waiter elsewhere that came first gets it at
     /// once, unless one here did too.
     fn give(&mut self, conn: Conn, handoff: &Handoff) -> Given {
+        // What `drop_gone(false)` leaves: no count of waits gone, or a live front entry.
+        assert!(
+            self.gone == 0 || !self.waiters.front().is_some_and(Waiter::is_closed),
+            "a release gave before dropping the entries of checkouts that went away"
+        );
         let (elsewhere, oldest) = (handoff.elsewhere(self.shard), &handoff.oldest);
         let (waiting, first) = (elsewhere & ALL_SHARDS, elsewhere >> SHARDS);
         let here = self.waited_on();
@@ -1320,15 +1325,24 @@ mod tests {
             "the parked connection is there to take",
         );
 
-        // A hand-over outright to a waiter that then goes away.
+        // A hand-over outright to a waiter that then goes away, after the waiter behind it
+        // stopped waiting unanswered: its closed entry is passed over.
         let mut gone = handoff.claim();
         let gone_wait = waiting(gone.source(Turn::Queue, false, || None));
+        let mut left = handoff.claim();
+        let left_wait = waiting(left.source(Turn::Queue, false, || None));
         let mut last = handoff.claim();
         let mut last_wait = waiting(last.source(Turn::Queue, false, || None));
         handoff.turn_due_at_next_release(shard::home());
         next.end(Some(conn), true);
         assert_eq!(parked(handoff), 0, "handed over outright");
+        drop(left_wait);
         drop(gone_wait);
+        assert_eq!(
+            home(handoff).waiters.len(),
+            1,
+            "the closed entry cleared, the last waiter's left"
+        );
         drop(gone);
         owed_looks_settled(handoff).await;
         let conn = match heard(&mut last_wait) {
@@ -1342,6 +1356,7 @@ mod tests {
         assert_eq!(pool.num_idle(), 0, "not back in sqlx's pool");
 
         last.end(Some(conn), true);
+        drop(left);
         rig.finish().await;
     }
 
