@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The pool benchmark's no-collapse sweeps, run alternately with the process free to use every
-# CPU and confined to one (`taskset -c 0`): tells what the pool does from where the OS puts
-# its threads. On SQLite every statement is a round trip between a runtime worker and the
-# connection's own thread; on one CPU the two hand over by preemption, across two they wake
-# each other. Confinement hides any cost of moving work between threads, including a pool
+# CPU and confined to the first CPU it may use (taskset): tells what the pool does from where
+# the OS puts its threads. On SQLite every statement is a round trip between a runtime worker
+# and the connection's own thread; on one CPU the two hand over by preemption, across two they
+# wake each other. Confinement hides any cost of moving work between threads, including a pool
 # that collapses into one task switch per checkout, so the target is never read from it.
 #
 #   scripts/placement.sh                            # sqlite/select1/size1/, 3 alternations
@@ -14,6 +14,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v taskset >/dev/null || { echo "placement.sh: needs taskset (util-linux)" >&2; exit 1; }
+case "${1:-}" in
+    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+esac
 alternations=${1:-3}
 filter=${2:-sqlite/select1/size1/}
 [[ "$alternations" =~ ^[1-9][0-9]*$ ]] || {
