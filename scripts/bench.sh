@@ -37,23 +37,8 @@ stamp="$out_dir/.bench-run-start"
 if ! $report_only; then
     # Build, then run the binaries ourselves: `cargo bench` would hold the target directory's
     # lock for the whole run and stall everyone else's cargo in this tree.
-    build_args=()
-    for bench in "${benches[@]}"; do build_args+=(--bench "$bench"); done
-    mapfile -t executables < <(cargo bench --no-run "${build_args[@]}" \
-        --message-format=json-render-diagnostics | python3 -c '
-import json, sys
-found = {}
-for line in sys.stdin:
-    msg = json.loads(line)
-    if msg.get("reason") == "compiler-artifact" and msg.get("executable") \
-            and "bench" in msg["target"]["kind"]:
-        found[msg["target"]["name"]] = msg["executable"]
-for name in sys.argv[1:]:
-    print(found.get(name, ""))' "${benches[@]}")
-    for executable in "${executables[@]}"; do
-        [[ -n "$executable" ]] || { echo "bench.sh: the benchmarks did not build" >&2; exit 1; }
-    done
-    [[ ${#executables[@]} -gt 0 ]] || { echo "bench.sh: the benchmarks did not build" >&2; exit 1; }
+    built=$(scripts/bench-executables.sh "${benches[@]}")
+    mapfile -t executables <<< "$built"
     touch "$stamp"
     rm -f "$out_dir"/pgbench-before.json "$out_dir"/pgbench-after.json
     for i in "${!benches[@]}"; do

@@ -22,14 +22,7 @@ filter=${2:-sqlite/select1/size1/}
 [[ "$alternations" =~ ^[1-9][0-9]*$ ]] || {
     echo "placement.sh: alternations must be a positive number, got '$alternations'" >&2; exit 2; }
 
-bench=$(cargo bench --no-run --bench pool --message-format=json-render-diagnostics | python3 -c '
-import json, sys
-for line in sys.stdin:
-    msg = json.loads(line)
-    if msg.get("reason") == "compiler-artifact" and msg.get("executable") \
-            and "bench" in msg["target"]["kind"] and msg["target"]["name"] == "pool":
-        print(msg["executable"])')
-[[ -n "$bench" ]] || { echo "placement.sh: the pool benchmark did not build" >&2; exit 1; }
+bench=$(scripts/bench-executables.sh pool)
 first_cpu=$(taskset -pc $$ | sed 's/.*: //; s/[,-].*//')
 out_dir=${CARGO_TARGET_DIR:-target}/criterion-placement
 mkdir -p "$out_dir"
