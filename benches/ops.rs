@@ -520,11 +520,18 @@ fn bench_backend(criterion: &mut Criterion, runtime: &Runtime, cli: &Cli, backen
         let sweep = |op: &str, run: &dyn Fn(Arc<World>, u64, usize) -> Timed| {
             let group = format!("{prefix}/{op}");
             if cli.selects(&format!("{group}/op")) {
-                concurrency_sweep(runtime, &CLIENTS, &group, cli.test, |ops, clients| {
-                    let world = Arc::clone(&world);
-                    runtime.block_on(world.checkpoint());
-                    run(world, ops, clients)
-                });
+                concurrency_sweep(
+                    runtime,
+                    backend,
+                    &CLIENTS,
+                    &group,
+                    cli.test,
+                    |ops, clients| {
+                        let world = Arc::clone(&world);
+                        runtime.block_on(world.checkpoint());
+                        run(world, ops, clients)
+                    },
+                );
                 runtime.block_on(fixture.check(&format!("{group}/sweep")));
             }
         };

@@ -172,9 +172,14 @@ fn sweep(criterion: &mut Criterion, runtime: &Runtime, cli: &Cli, config: Config
             .iter()
             .any(|tasks| cli.selects(&format!("{group_name}/wrapped/{tasks}")));
         if wrapped_selected && !cli.list {
-            common::concurrency_sweep(runtime, &TASKS, &group_name, cli.test, |ops, tasks| {
-                run(fixture.db.clone(), workload, true, ops, tasks)
-            });
+            common::concurrency_sweep(
+                runtime,
+                config.backend,
+                &TASKS,
+                &group_name,
+                cli.test,
+                |ops, tasks| run(fixture.db.clone(), workload, true, ops, tasks),
+            );
             runtime.block_on(fixture.check(&format!("{group_name}/sweep")));
         }
     }

@@ -97,7 +97,7 @@ nan = float("nan")
 # ---- pool: wrapped against raw ----------------------------------------------------------
 # The interleaved concurrency sweeps (benches/common, concurrency_sweep): median ops/s per
 # task or client count, every count measured in each round; the no-collapse check reads these.
-sweeps = {}
+sweeps, machine = {}, {}
 for log in ("pool.log", "ops.log"):
     path = os.path.join(out_dir, log)
     if os.path.exists(path) and os.path.getmtime(path) >= since:
@@ -108,6 +108,7 @@ for log in ("pool.log", "ops.log"):
                     paired = {int(c): v for c, v in r.get("largest_over", {}).items()}
                     sweeps[r["group"]] = ({int(c): v for c, v in r["rates"].items()}, r["rounds"],
                                           paired)
+                    machine[r["group"]] = (r.get("others_cpu", {}), r.get("rounds_repeated", 0))
 
 # The interleaved ratios benches/pool.rs prints (`ratio\t{json}`), by (group, tasks).
 interleaved = {}
@@ -305,6 +306,30 @@ if ops_groups:
                 worst = max(drift)
                 print(f"pgbench drift between the runs before and after: up to "
                       f"{(worst[0] - 1) * 100:.0f}% ({worst[1]}, {worst[2]} clients)")
+    print()
+
+# ---- the machine: CPU other processes took during the sweeps (benches/common/cpu.rs) -----
+# SQLite runs in the benchmark's process: a round in which others took more than a tenth of
+# the CPU is run again (at most as many times as there are rounds). On PostgreSQL the
+# server's processes are the others, so there it is only reported.
+if machine:
+    def share(x):
+        return f"{x * 100:.0f}%" if x is not None else "-"
+    print("== the machine during the sweeps: the share of CPU other processes took per round ==")
+    for backend in ("sqlite", "postgres"):
+        mine = {g: m for g, m in machine.items() if g.split("/")[1] == backend}
+        if not mine:
+            continue
+        worst = max((m[0].get("max") or 0, g) for g, m in mine.items())
+        repeated = sum(m[1] for m in mine.values())
+        rounds = sum(sweeps[g][1] for g in mine)
+        note = " (the server's processes included)" if backend == "postgres" else ""
+        print(f"{backend}: worst round {share(worst[0])} ({worst[1]}){note}; "
+              f"{repeated} rounds run again for a busy machine, {rounds} kept")
+        for g, (others, again) in sorted(mine.items()):
+            if again:
+                print(f"   {g}: {again} run again; kept rounds' median {share(others.get('median'))}, "
+                      f"worst {share(others.get('max'))}")
     print()
 if not ns:
     print("no criterion results from this run (test mode and --list write none)")
