@@ -97,7 +97,11 @@ nan = float("nan")
 # ---- pool: wrapped against raw ----------------------------------------------------------
 # The interleaved concurrency sweeps (benches/common, concurrency_sweep): median ops/s per
 # task or client count, every count measured in each round; the no-collapse check reads these.
-sweeps, machine = {}, {}
+# intervals: each paired figure's 95% interval (benches/common/stats.rs, median_interval).
+sweeps, machine, intervals = {}, {}, {}
+def interval(g, c):
+    low, high = intervals.get(g, {}).get(c, (nan, nan))
+    return f" ({low:.2f}-{high:.2f})" if low == low else ""
 for log in ("pool.log", "ops.log"):
     path = os.path.join(out_dir, log)
     if os.path.exists(path) and os.path.getmtime(path) >= since:
@@ -109,6 +113,8 @@ for log in ("pool.log", "ops.log"):
                     sweeps[r["group"]] = ({int(c): v for c, v in r["rates"].items()}, r["rounds"],
                                           paired)
                     machine[r["group"]] = (r.get("others_cpu", {}), r.get("rounds_repeated", 0))
+                    intervals[r["group"]] = {int(c): v for c, v in
+                                             r.get("largest_over_interval", {}).items()}
 
 # The interleaved ratios benches/pool.rs prints (`ratio\t{json}`), by (group, tasks).
 interleaved = {}
@@ -137,7 +143,8 @@ if pool_groups:
     print("   crit w/r: the same ratio from criterion's separate windows, for comparison")
     print("   no collapse: wrapped ops/s at 128 tasks over each task count's, from the interleaved")
     print("   concurrency sweep (every task count in each round): paired, the median over the")
-    print("   rounds of the ratio within a round, against the count it is lowest for; medians,")
+    print("   rounds of the ratio within a round, against the count it is lowest for, with its")
+    print("   95% interval (45 rounds; 45 more, twice at most, while it holds 0.90); medians,")
     print("   128's median rate over the best median rate (the best of five noisy figures)")
     print(f"{'group':<30} {'tasks':>5} {'wrapped/s':>10} {'raw/s':>10} {'raw_aa/s':>10} "
           f"{'wrap/raw':>8} {'A/A':>7} {'crit w/r':>8}")
@@ -169,8 +176,10 @@ if pool_groups:
             best = max(rates.values())
             collapse.append((rates[128] / best, g))
         if paired:
-            collapse_paired.append((min(paired.values()), g))
-            collapse_paired_past.append((min(v for t, v in paired.items() if t >= size), g))
+            low = min(paired, key=paired.get)
+            collapse_paired.append((paired[low], g, interval(g, low)))
+            past = min((t for t in paired if t >= size), key=paired.get)
+            collapse_paired_past.append((paired[past], g, interval(g, past)))
     print()
     for workload in ("cycle", "select1"):
         if not overhead[workload]:
@@ -185,10 +194,12 @@ if pool_groups:
               f"range {min(controls):.3f}..{max(controls):.3f}"
               + ("   [target: <= 1.02]" if workload == "cycle" else ""))
     def collapse_line(what, figures, target):
+        # (figure, group[, its 95% interval as text])
+        figures = [f if len(f) == 3 else (*f, "") for f in figures]
         worst = min(figures)
-        low = [f"{g[5:]} ({c:.2f})" for c, g in sorted(figures) if c < 0.9]
-        print(f"   {what}: {worst[0]:.2f} in the worst group ({worst[1][5:]}), median "
-              f"{statistics.median(c for c, _ in figures):.2f} over {len(figures)} groups"
+        low = [f"{g[5:]} ({c:.2f}{ci})" for c, g, ci in sorted(figures) if c < 0.9]
+        print(f"   {what}: {worst[0]:.2f}{worst[2]} in the worst group ({worst[1][5:]}), median "
+              f"{statistics.median(c for c, _, _ in figures):.2f} over {len(figures)} groups"
               + ("   [target: >= 0.90]" if target else ""))
         if low:
             print("      below 0.90: " + ", ".join(low))
@@ -264,8 +275,8 @@ if ops_groups:
                       + ", ".join(f"{c}: {v:,.0f}" for c, v in sorted(swept.items())))
                 if paired:
                     low = min(paired, key=paired.get)
-                    print(f"{'':<10} at 128 clients, paired within rounds: {paired[low]:.2f} of "
-                          f"{low} clients'   [target: >= 0.90]")
+                    print(f"{'':<10} at 128 clients, paired within rounds: {paired[low]:.2f}"
+                          f"{interval(g, low)} of {low} clients'   [target: >= 0.90]")
                 print(f"{'':<10} at 128 clients, medians: {swept[128] / swept[best]:.2f} of the "
                       f"best ({best} clients)" + ("" if paired else "   [target: >= 0.90]"))
             elif 128 in rates and len(rates) > 1:
