@@ -273,7 +273,7 @@ pub fn concurrency_sweep<F, Fut>(
     F: FnMut(u64, usize) -> Fut,
     Fut: Future<Output = Duration>,
 {
-    let (rounds, slice) = match smoke {
+    let (mut rounds, slice) = match smoke {
         true => (1, Duration::from_millis(1)),
         false => (SWEEP_ROUNDS, SWEEP_SLICE),
     };
@@ -288,7 +288,6 @@ pub fn concurrency_sweep<F, Fut>(
     let mut others = Vec::with_capacity(rounds);
     let mut repeated = 0;
     let mut round = 0;
-    let mut rounds = rounds;
     loop {
         if round == rounds {
             // Undecided: a figure whose interval still straddles the line gets another block
@@ -335,8 +334,8 @@ pub fn concurrency_sweep<F, Fut>(
         );
     }
     // The largest count against each, paired within a round: slices a few hundred
-    // milliseconds apart see the same machine, so drift between rounds (another process, the
-    // disk, SQLite's WAL) cancels out of the ratio, as it does in the pool's A/A control.
+    // milliseconds apart see the same machine, so drift between rounds (the disk, SQLite's
+    // WAL) cancels out of the ratio, as it does in the pool's A/A control.
     let (mut paired, mut intervals) = (serde_json::Map::new(), serde_json::Map::new());
     for (i, count) in counts.iter().enumerate() {
         let mut ratios = largest_over(&rates, i);
