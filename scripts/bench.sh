@@ -101,7 +101,9 @@ nan = float("nan")
 sweeps, machine, intervals = {}, {}, {}
 def interval(g, c):
     low, high = intervals.get(g, {}).get(c, (nan, nan))
-    return f" ({low:.2f}-{high:.2f})" if low == low else ""
+    # serde_json writes a NaN as null.
+    ok = isinstance(low, float) and isinstance(high, float) and low == low
+    return f" ({low:.2f}-{high:.2f})" if ok else ""
 for log in ("pool.log", "ops.log"):
     path = os.path.join(out_dir, log)
     if os.path.exists(path) and os.path.getmtime(path) >= since:
@@ -321,7 +323,7 @@ if ops_groups:
 
 # ---- the machine: CPU other processes took during the sweeps (benches/common/cpu.rs) -----
 # SQLite runs in the benchmark's process: a round in which others took more than a tenth of
-# the CPU is run again (at most as many times as there are rounds). On PostgreSQL the
+# the CPU is run again (at most 45 times a sweep). On PostgreSQL the
 # server's processes are the others, so there it is only reported.
 if machine:
     def share(x):
