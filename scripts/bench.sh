@@ -97,10 +97,11 @@ nan = float("nan")
 # ---- pool: wrapped against raw ----------------------------------------------------------
 # The interleaved concurrency sweeps (benches/common, concurrency_sweep): median ops/s per
 # task or client count, every count measured in each round; the no-collapse check reads these.
-# intervals: each paired figure's 95% interval (benches/common/stats.rs, median_interval).
-sweeps, machine, intervals = {}, {}, {}
+# records: each sweep's whole line, for its intervals and the machine section below.
+sweeps, records = {}, {}
 def interval(g, c):
-    low, high = intervals.get(g, {}).get(c, (nan, nan))
+    """The paired figure's 95% interval as text (benches/common/stats.rs, median_interval)."""
+    low, high = records[g].get("largest_over_interval", {}).get(str(c), (None, None))
     # serde_json writes a NaN as null.
     ok = isinstance(low, float) and isinstance(high, float) and low == low
     return f" ({low:.2f}-{high:.2f})" if ok else ""
@@ -114,9 +115,7 @@ for log in ("pool.log", "ops.log"):
                     paired = {int(c): v for c, v in r.get("largest_over", {}).items()}
                     sweeps[r["group"]] = ({int(c): v for c, v in r["rates"].items()}, r["rounds"],
                                           paired)
-                    machine[r["group"]] = (r.get("others_cpu", {}), r.get("rounds_repeated", 0))
-                    intervals[r["group"]] = {int(c): v for c, v in
-                                             r.get("largest_over_interval", {}).items()}
+                    records[r["group"]] = r
 
 # The interleaved ratios benches/pool.rs prints (`ratio\t{json}`), by (group, tasks).
 interleaved = {}
@@ -176,7 +175,7 @@ if pool_groups:
         size = int(g.split("/")[3].removeprefix("size"))
         if 128 in rates and len(rates) > 1:
             best = max(rates.values())
-            collapse.append((rates[128] / best, g))
+            collapse.append((rates[128] / best, g, ""))
         if paired:
             low = min(paired, key=paired.get)
             collapse_paired.append((paired[low], g, interval(g, low)))
@@ -196,8 +195,7 @@ if pool_groups:
               f"range {min(controls):.3f}..{max(controls):.3f}"
               + ("   [target: <= 1.02]" if workload == "cycle" else ""))
     def collapse_line(what, figures, target):
-        # (figure, group[, its 95% interval as text])
-        figures = [f if len(f) == 3 else (*f, "") for f in figures]
+        # (figure, group, its 95% interval as text)
         worst = min(figures)
         low = [f"{g[5:]} ({c:.2f}{ci})" for c, g, ci in sorted(figures) if c < 0.9]
         print(f"   {what}: {worst[0]:.2f}{worst[2]} in the worst group ({worst[1][5:]}), median "
@@ -323,23 +321,24 @@ if ops_groups:
 
 # ---- the machine: CPU other processes took during the sweeps (benches/common/cpu.rs) -----
 # SQLite runs in the benchmark's process: a round in which others took more than a tenth of
-# the CPU is run again (at most 45 times a sweep). On PostgreSQL the
-# server's processes are the others, so there it is only reported.
-if machine:
+# the CPU is run again (at most 45 times a sweep). On PostgreSQL the server's processes are
+# the others, so there it is only reported.
+if records:
     def share(x):
         return f"{x * 100:.0f}%" if x is not None else "-"
     print("== the machine during the sweeps: the share of CPU other processes took per round ==")
     for backend in ("sqlite", "postgres"):
-        mine = {g: m for g, m in machine.items() if g.split("/")[1] == backend}
+        mine = {g: r for g, r in records.items() if g.split("/")[1] == backend}
         if not mine:
             continue
-        worst = max((m[0].get("max") or 0, g) for g, m in mine.items())
-        repeated = sum(m[1] for m in mine.values())
-        rounds = sum(sweeps[g][1] for g in mine)
+        worst = max((r.get("others_cpu", {}).get("max") or 0, g) for g, r in mine.items())
+        repeated = sum(r.get("rounds_repeated", 0) for r in mine.values())
+        rounds = sum(r["rounds"] for r in mine.values())
         note = " (the server's processes included)" if backend == "postgres" else ""
         print(f"{backend}: worst round {share(worst[0])} ({worst[1]}){note}; "
               f"{repeated} rounds run again for a busy machine, {rounds} kept")
-        for g, (others, again) in sorted(mine.items()):
+        for g, r in sorted(mine.items()):
+            others, again = r.get("others_cpu", {}), r.get("rounds_repeated", 0)
             if again:
                 print(f"   {g}: {again} run again; kept rounds' median {share(others.get('median'))}, "
                       f"worst {share(others.get('max'))}")

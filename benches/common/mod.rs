@@ -353,10 +353,7 @@ pub fn concurrency_sweep<F, Fut>(
         .zip(rates.iter_mut())
         .map(|(count, rates)| (count.to_string(), median(rates).into()))
         .collect();
-    let others_max = others
-        .iter()
-        .copied()
-        .fold(None, |m: Option<f64>, s| Some(m.map_or(s, |m| m.max(s))));
+    let others_max = others.iter().copied().reduce(f64::max);
     let line = serde_json::json!({
         "group": group,
         "rounds": rounds,

@@ -10,11 +10,10 @@ pub fn median(values: &mut [f64]) -> f64 {
     }
 }
 
-/// A 95% confidence interval of the median, free of any assumed distribution: the order
-/// statistics at ranks n/2 − 1.96·√n/2 and 1 + n/2 + 1.96·√n/2, rounded (Conover,
-/// *Practical Nonparametric Statistics*), as
-/// values from `values`. The rounds of a sweep are noisy (a slice's rate spreads 10–30% on a
-/// shared machine) and not normal, so the interval comes from the ranks, not a deviation.
+/// A 95% confidence interval of the median, free of any assumed distribution: the values of
+/// `values` at ranks n/2 − 1.96·√n/2 and 1 + n/2 + 1.96·√n/2, rounded (Conover, *Practical
+/// Nonparametric Statistics*). The rounds of a sweep are noisy (a slice's rate spreads 10–30%
+/// on a shared machine) and not normal, so the interval comes from the ranks, not a deviation.
 /// With 45 rounds it spans ranks 16–30; an empty slice gives NaNs.
 pub fn median_interval(values: &mut [f64]) -> (f64, f64) {
     values.sort_by(f64::total_cmp);
