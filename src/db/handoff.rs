@@ -1444,10 +1444,9 @@ mod tests {
         let mut waiter = handoff.claim();
         let mut wait = waiting(waiter.source(Turn::Queue, false, || None));
         let given = {
-            // The release's steps under the lock (`Claim::end`), with the waiter's checkout
-            // going away in between; `gone` is a hint, here one an earlier clearing left.
+            // The steps `Claim::end` takes under the lock, with the waiter's checkout going
+            // away in between; `gone` is a hint, here one an earlier clearing left.
             let mut state = home(handoff);
-            state.claims -= 1;
             state.gone += 1;
             state.drop_gone(false);
             assert_eq!(state.waiters.len(), 1, "the entry was live when cleared");
@@ -1456,8 +1455,8 @@ mod tests {
             handoff.settle(&mut state);
             given
         };
-        holder.live = false;
         handoff.follow(given);
+        holder.end(None, false);
         owed_looks_settled(handoff).await;
         assert_eq!(parked(handoff), 1, "parked, for the next checkout");
         assert!(!home(handoff).told, "nobody left to tell");
