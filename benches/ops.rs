@@ -526,6 +526,7 @@ fn bench_backend(criterion: &mut Criterion, runtime: &Runtime, cli: &Cli, backen
                     &CLIENTS,
                     &group,
                     cli.test,
+                    common::server::ServerCpu::of(&fixture.db),
                     |ops, clients| {
                         let world = Arc::clone(&world);
                         runtime.block_on(world.checkpoint());

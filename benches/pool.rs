@@ -178,6 +178,7 @@ fn sweep(criterion: &mut Criterion, runtime: &Runtime, cli: &Cli, config: Config
                 &TASKS,
                 &group_name,
                 cli.test,
+                common::server::ServerCpu::of(&fixture.db),
                 |ops, tasks| run(fixture.db.clone(), workload, true, ops, tasks),
             );
             runtime.block_on(fixture.check(&format!("{group_name}/sweep")));

@@ -342,6 +342,20 @@ if records:
             if again:
                 print(f"   {g}: {again} run again; kept rounds' median {share(others.get('median'))}, "
                       f"worst {share(others.get('max'))}")
+    # The CPU the pool's server processes spent per operation (benches/common/server.rs):
+    # beside each PostgreSQL sweep, whether the count its figure is lowest against ran on a
+    # faster server than 128 did.
+    served = {g: r for g, r in sorted(records.items()) if r.get("server_us_per_op")}
+    if served:
+        print("postgres: the server's CPU per operation (µs, median per count over the slices); "
+              "128's over that at the count the paired figure is lowest for")
+        for g, r in served.items():
+            us = {int(c): v for c, v in r["server_us_per_op"].items()}
+            paired = sweeps.get(g, ({}, 0, {}))[2]
+            low = min(paired, key=paired.get) if paired else None
+            versus = (f"; 128 over {low}: {us[128] / us[low]:.2f}"
+                      if low in us and 128 in us and us[low] > 0 else "")
+            print(f"   {g}: " + ", ".join(f"{c}: {v:.1f}" for c, v in sorted(us.items())) + versus)
     print()
 if not ns:
     print("no criterion results from this run (test mode and --list write none)")

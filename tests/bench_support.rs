@@ -1,13 +1,19 @@
 //! The benchmarks' own instruments, tested here: criterion's benchmarks run without libtest,
 //! so tests beside that code would never run. `cpu.rs` reads other processes' CPU share from
-//! `/proc`; `stats.rs` gives the sweeps' medians and their intervals.
+//! `/proc`; `stats.rs` gives the sweeps' medians and their intervals; `server.rs` reads the
+//! CPU a PostgreSQL pool's server processes spent.
 
+mod common;
 #[path = "../benches/common/cpu.rs"]
 mod cpu;
+#[path = "../benches/common/server.rs"]
+mod server;
 #[path = "../benches/common/stats.rs"]
 mod stats;
 
 use cpu::{CpuSample, machine_ticks, own_ticks};
+use leakproof::db::{Backend, Db, SETTLE_DEADLINE, sql};
+use server::{ServerCpu, run_ns};
 use stats::{median, median_interval};
 
 /// Spinning here shows up as this process's time, not as another's: a `/proc/self/stat`
@@ -114,4 +120,53 @@ fn median_interval_covers_about_95_percent() {
     let coverage = covered as f64 / trials as f64;
     // Exactly 0.964 for ranks 16-30; one rank off either way gives 0.946 or 0.974.
     assert!((0.955..=0.972).contains(&coverage), "coverage {coverage}");
+}
+
+#[test]
+fn reads_schedstat() {
+    assert_eq!(run_ns("43512 880 12\n"), Some(43512));
+    assert_eq!(run_ns("x 1 2"), None);
+    assert_eq!(run_ns(""), None);
+}
+
+/// The server's processes for a pool are found by its `application_name`, and the time they
+/// ran grows with the queries it sends: a listing that matched nothing, or read the wrong
+/// field, would read `None` or stand still.
+#[tokio::test]
+#[cfg(target_os = "linux")]
+async fn server_cpu_grows_with_the_pools_queries() {
+    let Some(scratch) = common::scratch(Backend::Postgres).await else {
+        return;
+    };
+    let db = Db::connect(&scratch.url).await.expect("connect");
+    let lite = common::scratch(Backend::Sqlite)
+        .await
+        .expect("scratch sqlite");
+    let lite_db = Db::connect(&lite.url).await.expect("connect sqlite");
+    assert!(ServerCpu::of(&lite_db).is_none(), "SQLite has no server");
+    lite_db.close(SETTLE_DEADLINE).await.expect("close sqlite");
+    lite.remove().await.expect("remove the scratch sqlite");
+    let mut server = ServerCpu::of(&db).expect("a PostgreSQL pool has a server");
+    assert_eq!(server.ran_ns(), None, "nothing listed yet");
+    server.refresh().await;
+    let before = server
+        .ran_ns()
+        .expect("the pool's backend, on this machine, is readable");
+    for _ in 0..200 {
+        let mut session = db
+            .session("bench_support.server_cpu")
+            .await
+            .expect("checkout");
+        session
+            .fetch_one(sql("SELECT count(*) FROM generate_series(1, 1000)"))
+            .await
+            .expect("query");
+    }
+    let after = server.ran_ns().expect("still readable");
+    assert!(
+        after > before,
+        "200 queries charged nothing: {before} -> {after}"
+    );
+    db.close(SETTLE_DEADLINE).await.expect("close");
+    scratch.remove().await.expect("remove the scratch database");
 }

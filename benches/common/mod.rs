@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod cpu;
+pub mod server;
 pub mod stats;
 
 pub use stats::{median, median_interval};
@@ -260,6 +261,10 @@ pub const MAX_REPEATS: usize = SWEEP_ROUNDS;
 /// times a sweep. The line carries the kept rounds' share (`others_cpu`: median, max),
 /// `rounds_repeated`, and `busy_rounds_kept` (kept over the limit once the repeats ran out).
 ///
+/// With `server` (PostgreSQL), the CPU the pool's server processes spent per operation in
+/// each slice, its median per count (`server_us_per_op`): where the server bounds the rate, a
+/// low figure may come with a slower server rather than with the pool ([`server::ServerCpu`]).
+///
 /// `smoke` (criterion's test mode, as CI runs it): one round of ~1 ms slices, so the sweep's
 /// own code runs on every CI build and cannot rot; its figures mean nothing.
 pub fn concurrency_sweep<F, Fut>(
@@ -268,6 +273,7 @@ pub fn concurrency_sweep<F, Fut>(
     counts: &[usize],
     group: &str,
     smoke: bool,
+    mut server: Option<server::ServerCpu>,
     mut run: F,
 ) where
     F: FnMut(u64, usize) -> Fut,
@@ -285,6 +291,7 @@ pub fn concurrency_sweep<F, Fut>(
         })
         .collect();
     let mut rates = vec![Vec::with_capacity(rounds); counts.len()];
+    let mut server_us = vec![Vec::with_capacity(rounds); counts.len()];
     let mut others = Vec::with_capacity(rounds);
     let mut repeated = 0;
     // Rounds kept though other processes took more than QUIET_LIMIT: the repeats ran out.
@@ -310,9 +317,18 @@ pub fn concurrency_sweep<F, Fut>(
             order.reverse();
         }
         let mut round_rates = vec![0.0; counts.len()];
+        let mut round_server = vec![None; counts.len()];
+        if let Some(server) = server.as_mut() {
+            runtime.block_on(server.refresh());
+        }
         for i in order {
+            let server_before = server.as_ref().and_then(|s| s.ran_ns());
             let took = runtime.block_on(run(slice_ops[i], counts[i]));
             round_rates[i] = slice_ops[i] as f64 / took.as_secs_f64();
+            let server_after = server.as_ref().and_then(|s| s.ran_ns());
+            round_server[i] = server_before
+                .zip(server_after)
+                .map(|(b, a)| a.saturating_sub(b) as f64 / 1e3 / slice_ops[i] as f64);
         }
         let taken = before.zip(cpu::CpuSample::now());
         let share = taken.and_then(|(before, after)| after.others_since(&before));
@@ -328,6 +344,9 @@ pub fn concurrency_sweep<F, Fut>(
         }
         for (rates, rate) in rates.iter_mut().zip(round_rates) {
             rates.push(rate);
+        }
+        for (server_us, us) in server_us.iter_mut().zip(round_server) {
+            server_us.extend(us);
         }
         others.extend(share);
         round += 1;
@@ -354,12 +373,20 @@ pub fn concurrency_sweep<F, Fut>(
         .map(|(count, rates)| (count.to_string(), median(rates).into()))
         .collect();
     let others_max = others.iter().copied().reduce(f64::max);
+    // Per count, over the slices whose backends could all be read.
+    let server_medians: serde_json::Map<String, serde_json::Value> = counts
+        .iter()
+        .zip(server_us.iter_mut())
+        .filter(|(_, us)| !us.is_empty())
+        .map(|(count, us)| (count.to_string(), median(us).into()))
+        .collect();
     let line = serde_json::json!({
         "group": group,
         "rounds": rounds,
         "rates": medians,
         "largest_over": paired,
         "largest_over_interval": intervals,
+        "server_us_per_op": (!server_medians.is_empty()).then_some(server_medians),
         "others_cpu": { "median": (!others.is_empty()).then(|| median(&mut others)), "max": others_max },
         "rounds_repeated": repeated,
         "busy_rounds_kept": busy_kept,
