@@ -1,9 +1,9 @@
 //! CPU the PostgreSQL server's processes spend on one pool's connections, per operation
 //! (Linux `/proc/<pid>/schedstat`, so only for a server on this machine).
 //!
-//! On `SELECT 1` with one connection the server's process bounds the rate, and its time per
-//! query moved from 43 to 98 µs between half-second runs, with neither the task count nor
-//! what ran beside it (CONTRIBUTING, "PostgreSQL's `SELECT 1` on a pool of one"). A sweep's
+//! On `SELECT 1` with one connection the server's process bounds the rate. Its time per query
+//! moved from 43 to 98 µs between half-second runs, and by 9-15% within a sweep with the
+//! client's task count (CONTRIBUTING, "PostgreSQL's `SELECT 1` on a pool of one"). A sweep's
 //! figure that came with a slower server says so beside it.
 
 use leakproof::db::{Backend, Db, sql};
@@ -16,7 +16,7 @@ pub struct ServerCpu {
     pids: Vec<i32>,
 }
 
-/// More backends than any pool here holds, with its monitor: a bound on the files read.
+/// More backends than any pool here holds (8 at most): a bound on the files read per slice.
 const MAX_BACKENDS: usize = 16;
 
 impl ServerCpu {
