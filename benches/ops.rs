@@ -352,8 +352,7 @@ fn against_pgbench(runtime: &Runtime, fixture: &Fixture, world: &Arc<World>, bin
     for clients in PGBENCH_CLIENTS {
         let mut conns = runtime.block_on(connect(fixture, clients));
         let per_op = common::per_op(runtime, clients, |ops| introspect_op(world, ops, clients));
-        let ops =
-            ((OUR_SLICE.as_secs_f64() / per_op.max(1e-9)) as u64).clamp(clients as u64, 1_000_000);
+        let ops = common::slice::slice_ops(OUR_SLICE, per_op, clients, 1);
         let rate = |d: Duration| ops as f64 / d.as_secs_f64();
         let mut rounds: Vec<[f64; 5]> = Vec::with_capacity(PGBENCH_ROUNDS);
         for round in 0..PGBENCH_ROUNDS {

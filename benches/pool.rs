@@ -204,8 +204,8 @@ fn interleaved(
         let per_op = common::per_op(runtime, tasks, |ops| {
             run(db.clone(), workload, false, ops, tasks)
         });
-        // At least one op per task; at most a million, whatever the calibration said.
-        ((RATIO_SLICE.as_secs_f64() / per_op.max(1e-9)) as u64).clamp(tasks_ops, 1_000_000)
+        // At least one op per task: both sides pay the tasks' start and end alike.
+        common::slice::slice_ops(RATIO_SLICE, per_op, tasks, 1)
     };
     let side = |wrapped: bool| {
         runtime

@@ -1,19 +1,22 @@
 //! The benchmarks' own instruments, tested here: criterion's benchmarks run without libtest,
 //! so tests beside that code would never run. `cpu.rs` reads other processes' CPU share from
 //! `/proc`; `stats.rs` gives the sweeps' medians and their intervals; `server.rs` reads the
-//! CPU a PostgreSQL pool's server processes spent.
+//! CPU a PostgreSQL pool's server processes spent; `slice.rs` sizes the timed slices.
 
 mod common;
 #[path = "../benches/common/cpu.rs"]
 mod cpu;
 #[path = "../benches/common/server.rs"]
 mod server;
+#[path = "../benches/common/slice.rs"]
+mod slice;
 #[path = "../benches/common/stats.rs"]
 mod stats;
 
 use cpu::{CpuSample, machine_ticks, own_ticks};
 use leakproof::db::{Backend, Db, SETTLE_DEADLINE, sql};
 use server::{ServerCpu, run_ns};
+use slice::{MAX_SLICE_OPS, SWEEP_OPS_PER_TASK, slice_ops};
 use stats::{median, median_interval};
 
 /// Spinning here shows up as this process's time, not as another's: a `/proc/self/stat`
@@ -173,4 +176,20 @@ async fn server_cpu_grows_with_the_pools_queries() {
     );
     db.close(SETTLE_DEADLINE).await.expect("close");
     scratch.remove().await.expect("remove the scratch database");
+}
+
+/// A slice runs for about its time, but never gives a task fewer operations than asked, nor
+/// runs away on a calibration that read zero.
+#[test]
+fn a_slice_gives_every_task_its_share() {
+    let slice = std::time::Duration::from_millis(100);
+    // 1 ms an operation: 100 of them, more than 1 task × 32 asks.
+    assert_eq!(slice_ops(slice, 1e-3, 1, SWEEP_OPS_PER_TASK), 100);
+    // 128 tasks × 32: more than the slice's 100.
+    assert_eq!(slice_ops(slice, 1e-3, 128, SWEEP_OPS_PER_TASK), 4096);
+    assert_eq!(slice_ops(slice, 1e-3, 128, 1), 128);
+    // A calibration of zero seconds an operation: capped.
+    assert_eq!(slice_ops(slice, 0.0, 8, 1), MAX_SLICE_OPS);
+    // A per-task share of zero still gives each task one.
+    assert_eq!(slice_ops(slice, 1.0, 8, 0), 8);
 }

@@ -6,6 +6,7 @@
 
 pub mod cpu;
 pub mod server;
+pub mod slice;
 pub mod stats;
 
 pub use stats::{median, median_interval};
@@ -244,7 +245,8 @@ pub const MAX_REPEATS: usize = SWEEP_ROUNDS;
 /// The no-collapse figure, measured interleaved: criterion measures each concurrency in its
 /// own window, and on a shared 2-core machine those windows differ by more than the 10% the
 /// check allows. Here every round runs `run(ops, count)` at each count (clients or tasks) for
-/// ~`SWEEP_SLICE` (sized by a calibration run), in an order that moves every round,
+/// ~`SWEEP_SLICE` (sized by a calibration run), and for at least
+/// [`slice::SWEEP_OPS_PER_TASK`] operations per task, in an order that moves every round,
 /// and printed as a `sweep\t{json}` line for scripts/bench.sh: the median rate per count over
 /// the rounds (`rates`), and the median over the rounds of the largest count's rate over each
 /// count's in the same round (`largest_over`). The best of the medians is the largest of five
@@ -287,7 +289,8 @@ pub fn concurrency_sweep<F, Fut>(
         .iter()
         .map(|&count| {
             let per_op = per_op(runtime, count, |ops| run(ops, count));
-            ((slice.as_secs_f64() / per_op.max(1e-9)) as u64).clamp(count as u64, 1_000_000)
+            let per_task = if smoke { 1 } else { slice::SWEEP_OPS_PER_TASK };
+            slice::slice_ops(slice, per_op, count, per_task)
         })
         .collect();
     let mut rates = vec![Vec::with_capacity(rounds); counts.len()];
