@@ -11,7 +11,8 @@ pub const MAX_SLICE_OPS: u64 = 1_000_000;
 /// than the pool under load. On PostgreSQL with one connection at 3-4k `SELECT 1`/s, 100 ms
 /// slices gave 128 tasks 3 operations each, and they read 0.83 of one task's rate; with 8 to
 /// 26 each (400 ms slices) 0.89 to 0.99, and the workers' parks per operation matched one
-/// task's. With 32 each, the next full run read 0.98 and 0.99 there.
+/// task's. With 32 each, full runs since read 0.77 to 0.99 there: the rest is the server
+/// losing its core to the client's second worker (CONTRIBUTING.md).
 pub const SWEEP_OPS_PER_TASK: u64 = 32;
 
 /// Operations for a slice of about `slice` at `per_op` seconds each on `tasks` tasks: never
