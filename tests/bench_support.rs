@@ -16,7 +16,7 @@ mod stats;
 use cpu::{CpuSample, machine_ticks, own_ticks};
 use leakproof::db::{Backend, Db, SETTLE_DEADLINE, sql};
 use server::{ServerCpu, run_ns};
-use slice::{MAX_SLICE_OPS, SWEEP_OPS_PER_TASK, slice_ops};
+use slice::{MAX_ROUND_SLICE, MAX_SLICE_OPS, SWEEP_OPS_PER_TASK, round_slice, slice_ops};
 use stats::{median, median_interval};
 
 /// Spinning here shows up as this process's time, not as another's: a `/proc/self/stat`
@@ -192,4 +192,43 @@ fn a_slice_gives_every_task_its_share() {
     assert_eq!(slice_ops(slice, 0.0, 8, 1), MAX_SLICE_OPS);
     // A per-task share of zero still gives each task one.
     assert_eq!(slice_ops(slice, 1.0, 8, 0), 8);
+}
+
+/// Every count's slice lasts as long as the one that needs longest to give each task its
+/// share, up to the cap; a round whose counts all fit keeps the slice asked for.
+#[test]
+fn a_round_slices_every_count_alike() {
+    let slice = std::time::Duration::from_millis(100);
+    let ms = std::time::Duration::from_millis;
+    // PostgreSQL's SELECT 1 on one connection: ~66 us an op; 128 x 32 of them take 270 ms.
+    let per_op = [66e-6, 70e-6, 70e-6, 70e-6, 66e-6];
+    let counts = [1, 2, 8, 32, 128];
+    let round = round_slice(slice, &per_op, &counts, SWEEP_OPS_PER_TASK);
+    assert_eq!(
+        round,
+        std::time::Duration::from_secs_f64(66e-6 * 128.0 * 32.0)
+    );
+    // One task's slice is as long as 128 tasks', not a third of it.
+    let one = slice_ops(round, per_op[0], 1, SWEEP_OPS_PER_TASK);
+    let all = slice_ops(round, per_op[4], 128, SWEEP_OPS_PER_TASK);
+    assert!(
+        one + 1 >= all && one <= all,
+        "{one} ops for 1 task, {all} for 128"
+    );
+    // Fast enough that every count fits in the slice: unchanged.
+    assert_eq!(
+        round_slice(slice, &[1e-6; 5], &counts, SWEEP_OPS_PER_TASK),
+        slice
+    );
+    // Slow: capped.
+    assert_eq!(
+        round_slice(slice, &[1.0; 5], &counts, SWEEP_OPS_PER_TASK),
+        MAX_ROUND_SLICE
+    );
+    assert_eq!(
+        round_slice(slice, &[f64::MAX; 5], &counts, SWEEP_OPS_PER_TASK),
+        MAX_ROUND_SLICE
+    );
+    // Never shorter than asked.
+    assert_eq!(round_slice(ms(300), &[1e-6; 5], &counts, 1), ms(300));
 }

@@ -246,7 +246,8 @@ pub const MAX_REPEATS: usize = SWEEP_ROUNDS;
 /// own window, and on a shared 2-core machine those windows differ by more than the 10% the
 /// check allows. Here every round runs `run(ops, count)` at each count (clients or tasks) for
 /// ~`SWEEP_SLICE` (sized by a calibration run), and for at least
-/// [`slice::SWEEP_OPS_PER_TASK`] operations per task, in an order that moves every round,
+/// [`slice::SWEEP_OPS_PER_TASK`] operations per task, every count's slice as long as the one
+/// that needs longest for that ([`slice::round_slice`]), in an order that moves every round,
 /// and printed as a `sweep\t{json}` line for scripts/bench.sh: the median rate per count over
 /// the rounds (`rates`), and the median over the rounds of the largest count's rate over each
 /// count's in the same round (`largest_over`). The best of the medians is the largest of five
@@ -285,13 +286,16 @@ pub fn concurrency_sweep<F, Fut>(
         true => (1, Duration::from_millis(1)),
         false => (SWEEP_ROUNDS, SWEEP_SLICE),
     };
+    let per_task = if smoke { 1 } else { slice::SWEEP_OPS_PER_TASK };
+    let per_ops: Vec<f64> = counts
+        .iter()
+        .map(|&count| per_op(runtime, count, |ops| run(ops, count)))
+        .collect();
+    let slice = slice::round_slice(slice, &per_ops, counts, per_task);
     let slice_ops: Vec<u64> = counts
         .iter()
-        .map(|&count| {
-            let per_op = per_op(runtime, count, |ops| run(ops, count));
-            let per_task = if smoke { 1 } else { slice::SWEEP_OPS_PER_TASK };
-            slice::slice_ops(slice, per_op, count, per_task)
-        })
+        .zip(&per_ops)
+        .map(|(&count, &per_op)| slice::slice_ops(slice, per_op, count, per_task))
         .collect();
     let mut rates = vec![Vec::with_capacity(rounds); counts.len()];
     let mut server_us = vec![Vec::with_capacity(rounds); counts.len()];
