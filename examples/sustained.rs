@@ -2,18 +2,23 @@
 //! rather than the sweep's 100 ms slices, counts alternated in one process. Every 100 ms it
 //! prints the rate, each runtime worker's parks, and how many operations ended on another
 //! thread than the one before: on SQLite these tell tokio's two modes apart (CONTRIBUTING.md,
-//! "Run longer, it has two modes"). Then the sustained rate per count, and 128's (the last
-//! count's) over each, paired within rounds.
+//! "Run longer, it has two modes"). Then the sustained rate per count, and the last count's
+//! over each, paired within rounds. The benchmarks' runtime, fixture (its session invariant
+//! included) and driver (`benches/common`).
 //!
 //!     cargo run --release --example sustained -- sqlite 2,128 300000 2
-//!     cargo run --release --example sustained -- postgres://postgres@127.0.0.1:5432/leakproof_bench 1,128 100000 2
+//!     LEAKPROOF_PG_URL=postgres://postgres@127.0.0.1:5432/leakproof_bench \
+//!         cargo run --release --example sustained -- postgres 1,128 100000 2
 
-use leakproof::db::scratch::Scratch;
-use leakproof::db::{Backend, Db, PoolConfig, SETTLE_DEADLINE, sql};
+#[path = "../benches/common/mod.rs"]
+mod common;
+
+use common::{Fixture, median, spread_shared};
+use leakproof::db::{Backend, PoolConfig, sql};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Operations done, and those that ended on another thread than the operation before.
 static DONE: AtomicU64 = AtomicU64::new(0);
@@ -22,7 +27,7 @@ static LAST_THREAD: AtomicU64 = AtomicU64::new(u64::MAX);
 const TICK: Duration = Duration::from_millis(100);
 
 struct Args {
-    target: String,
+    backend: Backend,
     counts: Vec<usize>,
     ops: u64,
     rounds: usize,
@@ -30,8 +35,14 @@ struct Args {
 
 fn parse() -> Result<Args, String> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let [target, counts, ops, rounds] = args.as_slice() else {
-        return Err("expected: <sqlite | postgres URL> <counts, e.g. 2,128> <ops> <rounds>".into());
+    let [backend, counts, ops, rounds] = args.as_slice() else {
+        return Err("expected: <sqlite | postgres> <counts, e.g. 2,128> <ops> <rounds>".into());
+    };
+    let backend = match backend.as_str() {
+        "sqlite" => Backend::Sqlite,
+        "postgres" if common::postgres_url().is_some() => Backend::Postgres,
+        "postgres" => return Err(format!("postgres needs {}", common::PG_URL_VAR)),
+        other => return Err(format!("backend {other:?}: sqlite or postgres")),
     };
     let counts = counts
         .split(',')
@@ -45,7 +56,7 @@ fn parse() -> Result<Args, String> {
         .parse()
         .map_err(|e| format!("rounds {rounds:?}: {e}"))?;
     Ok(Args {
-        target: target.clone(),
+        backend,
         counts,
         ops,
         rounds,
@@ -60,30 +71,12 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let workers = std::thread::available_parallelism().map_or(2, |n| n.get().min(8));
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("sustained: a tokio runtime: {e}");
-            return ExitCode::FAILURE;
-        }
+    let runtime = common::runtime();
+    let config = PoolConfig {
+        max_connections: 1,
+        ..PoolConfig::for_backend(args.backend)
     };
-    match run(&runtime, &args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("sustained: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn run(runtime: &tokio::runtime::Runtime, args: &Args) -> Result<(), String> {
-    let (db, scratch) = runtime.block_on(open(&args.target))?;
-    let db = Arc::new(db);
+    let fixture = runtime.block_on(Fixture::open(args.backend, config));
     let stop = Arc::new(AtomicBool::new(false));
     let ticker = {
         let (metrics, stop) = (runtime.metrics(), Arc::clone(&stop));
@@ -93,7 +86,18 @@ fn run(runtime: &tokio::runtime::Runtime, args: &Args) -> Result<(), String> {
     for round in 0..args.rounds {
         for (i, &tasks) in args.counts.iter().enumerate() {
             println!("-- round {round}, {tasks} tasks");
-            let took = runtime.block_on(spread(&db, tasks, args.ops))?;
+            let took = runtime.block_on(spread_shared(
+                args.ops,
+                tasks,
+                &fixture.db,
+                |db, _, _| async move {
+                    let mut session = db.session("sustained").await.expect("checkout");
+                    session.fetch_one(sql("SELECT 1")).await.expect("SELECT 1");
+                    drop(session);
+                    count_op();
+                    db
+                },
+            ));
             rates[i].push(args.ops as f64 / took.as_secs_f64());
         }
     }
@@ -106,67 +110,14 @@ fn run(runtime: &tokio::runtime::Runtime, args: &Args) -> Result<(), String> {
             .zip(&rates[i])
             .map(|(l, r)| l / r)
             .collect();
-        let rate = median(&mut rates[i].clone());
         println!(
-            "{tasks:4} tasks: {rate:8.0}/s; the last count over this: {:.3}",
+            "{tasks:4} tasks: {:8.0}/s; the last count over this: {:.3}",
+            median(&mut rates[i].clone()),
             median(&mut over)
         );
     }
-    runtime.block_on(async {
-        let views = db.close(SETTLE_DEADLINE).await.map_err(|e| e.to_string())?;
-        if !views.is_closed() {
-            return Err(format!("open after close: {views}"));
-        }
-        scratch.remove().await.map_err(|e| e.to_string())
-    })
-}
-
-async fn open(target: &str) -> Result<(Db, Scratch), String> {
-    let (scratch, backend) = match target {
-        "sqlite" => (
-            Scratch::sqlite().map_err(|e| e.to_string())?,
-            Backend::Sqlite,
-        ),
-        url => (
-            Scratch::postgres(url).await.map_err(|e| e.to_string())?,
-            Backend::Postgres,
-        ),
-    };
-    let config = PoolConfig {
-        max_connections: 1,
-        ..PoolConfig::for_backend(backend)
-    };
-    let db = Db::connect_with(&scratch.url, config)
-        .await
-        .map_err(|e| format!("connect: {e}"))?;
-    Ok((db, scratch))
-}
-
-/// `ops` operations over `tasks` tasks; the wall time from the first spawn to the last end.
-async fn spread(db: &Arc<Db>, tasks: usize, ops: u64) -> Result<Duration, String> {
-    let start = Instant::now();
-    let handles: Vec<_> = (0..tasks as u64)
-        .map(|t| {
-            let share = ops / tasks as u64 + u64::from(t < ops % tasks as u64);
-            let db = Arc::clone(db);
-            tokio::spawn(async move {
-                for _ in 0..share {
-                    let mut session = db.session("sustained").await?;
-                    session.fetch_one(sql("SELECT 1")).await?;
-                    drop(session);
-                    count_op();
-                }
-                Ok::<(), leakproof::db::DbError>(())
-            })
-        })
-        .collect();
-    for handle in handles {
-        handle
-            .await
-            .map_err(|e| format!("a task: {e}"))?
-            .map_err(|e| format!("an operation: {e}"))?;
-    }
-    Ok(start.elapsed())
+    runtime.block_on(fixture.finish("sustained"));
+    ExitCode::SUCCESS
 }
 
 fn count_op() {
@@ -200,23 +151,19 @@ fn tick(metrics: tokio::runtime::RuntimeMetrics, stop: &AtomicBool) {
         std::thread::sleep(TICK);
         let now = sample();
         let ops = now.0 - last.0;
-        let parks: Vec<u64> = now.2.iter().zip(&last.2).map(|(n, l)| n - l).collect();
         if ops > 0 {
+            let parks: Vec<f64> = now
+                .2
+                .iter()
+                .zip(&last.2)
+                .map(|(n, l)| ((n - l) as f64 / ops as f64 * 100.0).round() / 100.0)
+                .collect();
             println!(
-                "{:7.0}/s  parks per op, each worker {:?}  moved {:.2}",
+                "{:7.0}/s  parks per op, each worker {parks:?}  moved {:.2}",
                 ops as f64 / TICK.as_secs_f64(),
-                parks
-                    .iter()
-                    .map(|p| (*p as f64 / ops as f64 * 100.0).round() / 100.0)
-                    .collect::<Vec<_>>(),
                 (now.1 - last.1) as f64 / ops as f64,
             );
         }
         last = now;
     }
-}
-
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
 }
