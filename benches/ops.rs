@@ -524,7 +524,7 @@ fn bench_backend(criterion: &mut Criterion, runtime: &Runtime, cli: &Cli, backen
                     backend,
                     &CLIENTS,
                     &group,
-                    cli.test,
+                    common::Plan::short(cli.test),
                     common::server::ServerCpu::of(&fixture.db),
                     |ops, clients| {
                         let world = Arc::clone(&world);

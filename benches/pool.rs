@@ -23,7 +23,9 @@
 //! `ratio\t{json}` lines, which scripts/bench.sh tabulates.
 //!
 //! Then, per group, the interleaved concurrency sweep of the wrapped side alone
-//! (`common::concurrency_sweep`): the no-collapse figure.
+//! (`common::concurrency_sweep`): the no-collapse figure. For `SELECT 1` on one connection
+//! (without `test_before_acquire`) it runs again in slices of seconds (`Plan::sustained`),
+//! printed as group `sustained/…`.
 //!
 //! After every benchmark the session invariant is asserted (`Fixture::check`); each pool ends
 //! by closing to zero. Then an overload check: more callers than a tiny pool can serve within
@@ -115,6 +117,15 @@ impl Config {
         )
     }
 
+    /// Whether the no-collapse sweep also runs sustained (seconds per slice): for `SELECT 1`
+    /// on one connection, where one statement at a time is in flight and every task waits on
+    /// it, so how the runtime's workers sleep and wake sets the rate. Its short sweep read
+    /// 0.92 on SQLite while runs of seconds read 0.39-0.78 (CONTRIBUTING.md, "Run longer, it
+    /// has two modes").
+    fn sustained(self, workload: Workload) -> bool {
+        matches!(workload, Workload::Select1) && self.size == 1 && !self.test_before_acquire
+    }
+
     /// Whether any of its points may be selected: a filtered run opens no pool it won't use.
     fn selected(self, cli: &Cli) -> bool {
         [Workload::Cycle, Workload::Select1].iter().any(|&w| {
@@ -172,16 +183,23 @@ fn sweep(criterion: &mut Criterion, runtime: &Runtime, cli: &Cli, config: Config
             .iter()
             .any(|tasks| cli.selects(&format!("{group_name}/wrapped/{tasks}")));
         if wrapped_selected && !cli.list {
-            common::concurrency_sweep(
-                runtime,
-                config.backend,
-                &TASKS,
-                &group_name,
-                cli.test,
-                common::server::ServerCpu::of(&fixture.db),
-                |ops, tasks| run(fixture.db.clone(), workload, true, ops, tasks),
-            );
-            runtime.block_on(fixture.check(&format!("{group_name}/sweep")));
+            let sweep = |group: &str, plan| {
+                common::concurrency_sweep(
+                    runtime,
+                    config.backend,
+                    &TASKS,
+                    group,
+                    plan,
+                    common::server::ServerCpu::of(&fixture.db),
+                    |ops, tasks| run(fixture.db.clone(), workload, true, ops, tasks),
+                );
+                runtime.block_on(fixture.check(&format!("{group}/sweep")));
+            };
+            sweep(&group_name, common::Plan::short(cli.test));
+            if config.sustained(workload) {
+                let group = format!("sustained/{}", &group_name["pool/".len()..]);
+                sweep(&group, common::Plan::sustained(cli.test));
+            }
         }
     }
     runtime.block_on(fixture.finish(&config.group(Workload::Cycle)));

@@ -7,6 +7,7 @@
 //! included) and driver (`benches/common`).
 //!
 //!     cargo run --release --example sustained -- sqlite 2,128 300000 2
+//!     cargo run --release --example sustained -- sqlite 2,128 300000 2 0,20   # answer spins
 //!     LEAKPROOF_PG_URL=postgres://postgres@127.0.0.1:5432/leakproof_bench \
 //!         cargo run --release --example sustained -- postgres 1,128 100000 2
 
@@ -14,7 +15,7 @@
 mod common;
 
 use common::{Fixture, median, spread_shared};
-use leakproof::db::{Backend, PoolConfig, sql};
+use leakproof::db::{Backend, MAX_ANSWER_SPIN, PoolConfig, sql};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -31,12 +32,22 @@ struct Args {
     counts: Vec<usize>,
     ops: u64,
     rounds: usize,
+    /// `PoolConfig::answer_spin` values to compare, a pool each; the backend's default if none.
+    spins: Vec<Duration>,
 }
 
 fn parse() -> Result<Args, String> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let [backend, counts, ops, rounds] = args.as_slice() else {
-        return Err("expected: <sqlite | postgres> <counts, e.g. 2,128> <ops> <rounds>".into());
+    let (backend, counts, ops, rounds, spins) = match args.as_slice() {
+        [b, c, o, r] => (b, c, o, r, None),
+        [b, c, o, r, s] => (b, c, o, r, Some(s)),
+        _ => {
+            return Err(
+                "expected: <sqlite | postgres> <counts, e.g. 2,128> <ops> <rounds> \
+                        [answer spins in us, e.g. 0,20]"
+                    .into(),
+            );
+        }
     };
     let backend = match backend.as_str() {
         "sqlite" => Backend::Sqlite,
@@ -44,12 +55,19 @@ fn parse() -> Result<Args, String> {
         "postgres" => return Err(format!("postgres needs {}", common::PG_URL_VAR)),
         other => return Err(format!("backend {other:?}: sqlite or postgres")),
     };
-    let counts = counts
-        .split(',')
-        .map(|c| c.parse::<usize>().map_err(|e| format!("count {c:?}: {e}")))
-        .collect::<Result<Vec<_>, _>>()?;
+    let counts = list(counts, "count")?;
     if counts.contains(&0) {
         return Err("every count must be at least 1".into());
+    }
+    let spins = match spins {
+        None => vec![PoolConfig::for_backend(backend).answer_spin],
+        Some(spins) => list(spins, "spin")?
+            .into_iter()
+            .map(|us| Duration::from_micros(us as u64))
+            .collect(),
+    };
+    if let Some(spin) = spins.iter().find(|s| **s > MAX_ANSWER_SPIN) {
+        return Err(format!("spin {spin:?} is longer than {MAX_ANSWER_SPIN:?}"));
     }
     let ops = ops.parse().map_err(|e| format!("ops {ops:?}: {e}"))?;
     let rounds = rounds
@@ -60,7 +78,14 @@ fn parse() -> Result<Args, String> {
         counts,
         ops,
         rounds,
+        spins,
     })
+}
+
+fn list(text: &str, what: &str) -> Result<Vec<usize>, String> {
+    text.split(',')
+        .map(|c| c.parse::<usize>().map_err(|e| format!("{what} {c:?}: {e}")))
+        .collect()
 }
 
 fn main() -> ExitCode {
@@ -72,51 +97,67 @@ fn main() -> ExitCode {
         }
     };
     let runtime = common::runtime();
-    let config = PoolConfig {
-        max_connections: 1,
-        ..PoolConfig::for_backend(args.backend)
-    };
-    let fixture = runtime.block_on(Fixture::open(args.backend, config));
+    let fixtures: Vec<Fixture> = args
+        .spins
+        .iter()
+        .map(|&answer_spin| {
+            let config = PoolConfig {
+                max_connections: 1,
+                answer_spin,
+                ..PoolConfig::for_backend(args.backend)
+            };
+            runtime.block_on(Fixture::open(args.backend, config))
+        })
+        .collect();
     let stop = Arc::new(AtomicBool::new(false));
     let ticker = {
         let (metrics, stop) = (runtime.metrics(), Arc::clone(&stop));
         std::thread::spawn(move || tick(metrics, &stop))
     };
-    let mut rates = vec![Vec::new(); args.counts.len()];
+    // rates[spin][count]: one rate per round.
+    let mut rates = vec![vec![Vec::new(); args.counts.len()]; args.spins.len()];
     for round in 0..args.rounds {
-        for (i, &tasks) in args.counts.iter().enumerate() {
-            println!("-- round {round}, {tasks} tasks");
-            let took = runtime.block_on(spread_shared(
-                args.ops,
-                tasks,
-                &fixture.db,
-                |db, _, _| async move {
-                    let mut session = db.session("sustained").await.expect("checkout");
-                    session.fetch_one(sql("SELECT 1")).await.expect("SELECT 1");
-                    drop(session);
-                    count_op();
-                    db
-                },
-            ));
-            rates[i].push(args.ops as f64 / took.as_secs_f64());
+        for (s, fixture) in fixtures.iter().enumerate() {
+            for (i, &tasks) in args.counts.iter().enumerate() {
+                println!("-- round {round}, spin {:?}, {tasks} tasks", args.spins[s]);
+                let took = runtime.block_on(spread_shared(
+                    args.ops,
+                    tasks,
+                    &fixture.db,
+                    |db, _, _| async move {
+                        let mut session = db.session("sustained").await.expect("checkout");
+                        session.fetch_one(sql("SELECT 1")).await.expect("SELECT 1");
+                        drop(session);
+                        count_op();
+                        db
+                    },
+                ));
+                rates[s][i].push(args.ops as f64 / took.as_secs_f64());
+            }
         }
     }
     stop.store(true, Ordering::Relaxed);
     let _ = ticker.join();
+    // Ratios paired within a round: the last count over each, each spin over the first.
+    let paired = |a: &[f64], b: &[f64]| {
+        let mut ratios: Vec<f64> = a.iter().zip(b).map(|(a, b)| a / b).collect();
+        median(&mut ratios)
+    };
     let last = args.counts.len() - 1;
-    for (i, tasks) in args.counts.iter().enumerate() {
-        let mut over: Vec<f64> = rates[last]
-            .iter()
-            .zip(&rates[i])
-            .map(|(l, r)| l / r)
-            .collect();
-        println!(
-            "{tasks:4} tasks: {:8.0}/s; the last count over this: {:.3}",
-            median(&mut rates[i].clone()),
-            median(&mut over)
-        );
+    for (s, spin) in args.spins.iter().enumerate() {
+        for (i, tasks) in args.counts.iter().enumerate() {
+            println!(
+                "spin {spin:>6?} {tasks:4} tasks: {:8.0}/s; the last count over this: {:.3}; \
+                 over the first spin: {:.3}",
+                median(&mut rates[s][i].clone()),
+                paired(&rates[s][last], &rates[s][i]),
+                paired(&rates[s][i], &rates[0][i]),
+            );
+        }
     }
-    runtime.block_on(fixture.finish("sustained"));
+    for fixture in fixtures {
+        runtime.block_on(fixture.finish("sustained"));
+    }
     ExitCode::SUCCESS
 }
 

@@ -197,8 +197,10 @@ if pool_groups:
     def collapse_line(what, figures, target):
         # (figure, group, its 95% interval as text)
         worst = min(figures)
-        low = [f"{g[5:]} ({c:.2f}{ci})" for c, g, ci in sorted(figures) if c < 0.9]
-        print(f"   {what}: {worst[0]:.2f}{worst[2]} in the worst group ({worst[1][5:]}), median "
+        # The group without its first part ("pool/", "sustained/").
+        name = lambda g: g.split("/", 1)[1]
+        low = [f"{name(g)} ({c:.2f}{ci})" for c, g, ci in sorted(figures) if c < 0.9]
+        print(f"   {what}: {worst[0]:.2f}{worst[2]} in the worst group ({name(worst[1])}), median "
               f"{statistics.median(c for c, _, _ in figures):.2f} over {len(figures)} groups"
               + ("   [target: >= 0.90]" if target else ""))
         if low:
@@ -213,6 +215,21 @@ if pool_groups:
     if collapse_paired_past:
         collapse_line("paired, against the counts from the pool's size up (past it, callers "
                       "wait for one another)", collapse_paired_past, False)
+    # The same sweep in slices of seconds, for SELECT 1 on one connection (benches/pool.rs,
+    # Config::sustained): the runtime's modes last longer than the short sweep's slices.
+    sustained = []
+    for g in sorted(g for g in sweeps if g.startswith("sustained/")):
+        rates, rounds, paired = sweeps[g]
+        if not paired:
+            continue
+        low = min(paired, key=paired.get)
+        sustained.append((paired[low], g, interval(g, low)))
+        slice_s = records[g].get("slice_ms", 0) / 1000
+        print(f"sustained {g.split('/', 1)[1]}: {rounds} rounds of {slice_s:g} s slices, median "
+              "ops/s " + ", ".join(f"{c}: {v:,.0f}" for c, v in sorted(rates.items()))
+              + f"; 128 over {low}, paired: {paired[low]:.2f}{interval(g, low)}")
+    if sustained:
+        collapse_line("sustained (slices of seconds), paired within rounds", sustained, True)
     print()
 
 # ---- ops: operations against the wire and pgbench ---------------------------------------

@@ -234,6 +234,66 @@ pub const SWEEP_MAX_ROUNDS: usize = 3 * SWEEP_ROUNDS;
 /// The no-collapse target: 128 tasks do at least this share of the best count's rate.
 pub const COLLAPSE_LINE: f64 = 0.90;
 
+/// Rounds and slice of the sustained sweep ([`Plan::sustained`]): seconds per count, where
+/// the short sweep's 100 ms slices read SQLite's `SELECT 1` on one connection at 0.92 while
+/// runs of 3-15 s found 128 tasks at 0.39-0.78 of 2 tasks' rate (CONTRIBUTING.md, "Run longer,
+/// it has two modes"). Five rounds of five counts cost ~50 s a group.
+pub const SUSTAINED_ROUNDS: usize = 5;
+pub const SUSTAINED_SLICE: Duration = Duration::from_secs(2);
+
+/// How a no-collapse sweep runs.
+#[derive(Debug, Clone, Copy)]
+pub struct Plan {
+    /// Rounds run first; while a figure is undecided, as many again, up to `max_rounds`.
+    pub rounds: usize,
+    pub max_rounds: usize,
+    /// Each count's slice in a round, before [`slice::round_slice`] evens them out.
+    pub slice: Duration,
+    /// Rounds run again for a busy machine, at most, per sweep.
+    pub max_repeats: usize,
+    /// Criterion's test mode (as CI runs it): one round of ~1 ms slices, so the sweep's own
+    /// code runs on every CI build and cannot rot; its figures mean nothing.
+    pub smoke: bool,
+}
+
+impl Plan {
+    const SMOKE: Plan = Plan {
+        rounds: 1,
+        max_rounds: 1,
+        slice: Duration::from_millis(1),
+        max_repeats: 0,
+        smoke: true,
+    };
+
+    /// Many short rounds: [`SWEEP_ROUNDS`] of [`SWEEP_SLICE`].
+    pub fn short(smoke: bool) -> Plan {
+        match smoke {
+            true => Plan::SMOKE,
+            false => Plan {
+                rounds: SWEEP_ROUNDS,
+                max_rounds: SWEEP_MAX_ROUNDS,
+                slice: SWEEP_SLICE,
+                max_repeats: MAX_REPEATS,
+                smoke: false,
+            },
+        }
+    }
+
+    /// A few long rounds: [`SUSTAINED_ROUNDS`] of [`SUSTAINED_SLICE`].
+    pub fn sustained(smoke: bool) -> Plan {
+        match smoke {
+            true => Plan::SMOKE,
+            false => Plan {
+                rounds: SUSTAINED_ROUNDS,
+                max_rounds: 3 * SUSTAINED_ROUNDS,
+                slice: SUSTAINED_SLICE,
+                max_repeats: SUSTAINED_ROUNDS,
+                smoke: false,
+            },
+        }
+    }
+}
+
 /// The share of the machine's CPU other processes may take during an in-process (SQLite)
 /// round before it is run again (`cpu.rs`). A quiet machine here shows 1-3%: the kernel's
 /// writeback and a few idle services.
@@ -245,7 +305,7 @@ pub const MAX_REPEATS: usize = SWEEP_ROUNDS;
 /// The no-collapse figure, measured interleaved: criterion measures each concurrency in its
 /// own window, and on a shared 2-core machine those windows differ by more than the 10% the
 /// check allows. Here every round runs `run(ops, count)` at each count (clients or tasks) for
-/// ~`SWEEP_SLICE` (sized by a calibration run), and for at least
+/// ~`plan.slice` (sized by a calibration run), and for at least
 /// [`slice::SWEEP_OPS_PER_TASK`] operations per task, every count's slice as long as the one
 /// that needs longest for that ([`slice::round_slice`]), in an order that moves every round,
 /// and printed as a `sweep\t{json}` line for scripts/bench.sh: the median rate per count over
@@ -256,11 +316,11 @@ pub const MAX_REPEATS: usize = SWEEP_ROUNDS;
 ///
 /// Each paired figure carries its 95% interval (`largest_over_interval`, from the ranks:
 /// `stats::median_interval`). While any interval holds [`COLLAPSE_LINE`] and values below it,
-/// the sweep runs another [`SWEEP_ROUNDS`], up to [`SWEEP_MAX_ROUNDS`]: a figure at the line
+/// the sweep runs another `plan.rounds`, up to `plan.max_rounds`: a figure at the line
 /// is read from more rounds than one clear of it.
 ///
 /// CPU that other processes take does not cancel (cpu.rs), so each round's share of it is
-/// measured: on SQLite a round over [`QUIET_LIMIT`] is run again, at most [`MAX_REPEATS`]
+/// measured: on SQLite a round over [`QUIET_LIMIT`] is run again, at most `plan.max_repeats`
 /// times a sweep. The line carries the kept rounds' share (`others_cpu`: median, max),
 /// `rounds_repeated`, and `busy_rounds_kept` (kept over the limit once the repeats ran out).
 ///
@@ -268,24 +328,19 @@ pub const MAX_REPEATS: usize = SWEEP_ROUNDS;
 /// each slice, its median per count (`server_us_per_op`): where the server bounds the rate, a
 /// low figure may come with a slower server rather than with the pool ([`server::ServerCpu`]).
 ///
-/// `smoke` (criterion's test mode, as CI runs it): one round of ~1 ms slices, so the sweep's
-/// own code runs on every CI build and cannot rot; its figures mean nothing.
 pub fn concurrency_sweep<F, Fut>(
     runtime: &tokio::runtime::Runtime,
     backend: Backend,
     counts: &[usize],
     group: &str,
-    smoke: bool,
+    plan: Plan,
     mut server: Option<server::ServerCpu>,
     mut run: F,
 ) where
     F: FnMut(u64, usize) -> Fut,
     Fut: Future<Output = Duration>,
 {
-    let (mut rounds, slice) = match smoke {
-        true => (1, Duration::from_millis(1)),
-        false => (SWEEP_ROUNDS, SWEEP_SLICE),
-    };
+    let (mut rounds, slice, smoke) = (plan.rounds, plan.slice, plan.smoke);
     let per_task = if smoke { 1 } else { slice::SWEEP_OPS_PER_TASK };
     let per_ops: Vec<f64> = counts
         .iter()
@@ -308,10 +363,10 @@ pub fn concurrency_sweep<F, Fut>(
         if round == rounds {
             // Undecided: a figure whose interval still straddles the line gets another block
             // of rounds, up to SWEEP_MAX_ROUNDS.
-            if smoke || rounds >= SWEEP_MAX_ROUNDS || !straddles(&rates) {
+            if rounds >= plan.max_rounds || !straddles(&rates) {
                 break;
             }
-            rounds += SWEEP_ROUNDS;
+            rounds = (rounds + plan.rounds).min(plan.max_rounds);
         }
         let before = cpu::CpuSample::now();
         // Rotated and alternately reversed, so every count takes every position in a round:
@@ -343,7 +398,7 @@ pub fn concurrency_sweep<F, Fut>(
         // PostgreSQL the server's processes are the others; their share is only reported.
         let shared = backend == Backend::Sqlite && share.is_some_and(|s| s > QUIET_LIMIT);
         if shared && !smoke {
-            if repeated < MAX_REPEATS {
+            if repeated < plan.max_repeats {
                 repeated += 1;
                 continue;
             }
@@ -390,6 +445,7 @@ pub fn concurrency_sweep<F, Fut>(
     let line = serde_json::json!({
         "group": group,
         "rounds": rounds,
+        "slice_ms": slice.as_millis(),
         "rates": medians,
         "largest_over": paired,
         "largest_over_interval": intervals,

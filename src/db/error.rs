@@ -25,6 +25,8 @@ pub enum DbError {
     Closed,
     #[error("invalid database URL: {0}")]
     BadUrl(String),
+    #[error("invalid pool settings: {0}")]
+    BadConfig(String),
     #[error("migrating the database failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error(transparent)]

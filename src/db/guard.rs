@@ -30,6 +30,8 @@ pub struct Session<'db> {
     pub(crate) holder: &'static str,
     pub(crate) faults: &'db Faults,
     pub(crate) suspect: &'db Suspect,
+    /// How long a statement's answer is polled for before the task sleeps (`PoolConfig`).
+    pub(crate) answer_spin: std::time::Duration,
     pub(crate) statements: u32,
     /// A statement started and has not finished: if the guard drops now, it was cancelled.
     pub(crate) in_flight: bool,
@@ -57,6 +59,8 @@ pub struct Tx<'db> {
     pub(crate) holder: &'static str,
     pub(crate) faults: &'db Faults,
     pub(crate) suspect: &'db Suspect,
+    /// How long a statement's answer is polled for before the task sleeps (`PoolConfig`).
+    pub(crate) answer_spin: std::time::Duration,
     pub(crate) statements: u32,
     /// An await on the connection (BEGIN, a statement, COMMIT) started and has not finished: if
     /// the guard drops now, its future was cancelled there. (Read only by a seeded bug.)
@@ -121,7 +125,12 @@ impl Tx<'_> {
         let holder = self.holder;
         self.in_flight = true;
         let cut = self.faults.cut_here();
-        let begun = unless_cut(cut, sqlx::raw_sql(statement).execute(self.raw())).await;
+        let begun = unless_cut(
+            cut,
+            self.answer_spin,
+            sqlx::raw_sql(statement).execute(self.raw()),
+        )
+        .await;
         self.in_flight = false;
         if let Err(e) = begun {
             // An answered error: no transaction was started.
@@ -136,9 +145,9 @@ impl Tx<'_> {
     /// one round trip. For scratch databases only: it takes no binds.
     pub(crate) async fn execute_script(&mut self, script: String) -> Result<(), DbError> {
         let cut = self.before_statement()?;
-        let holder = self.holder;
+        let (holder, spin) = (self.holder, self.answer_spin);
         let script = sqlx::raw_sql(sqlx::AssertSqlSafe(script)).execute(self.raw());
-        let done = unless_cut(cut, script).await;
+        let done = unless_cut(cut, spin, script).await;
         self.mark(false, false);
         done.map_err(|e| self.noticed(DbError::sqlx(holder, e)))?;
         Ok(())
@@ -149,7 +158,12 @@ impl Tx<'_> {
         self.faults.point(holder, Point::Commit)?;
         self.in_flight = true;
         let cut = self.faults.cut_here();
-        let committed = unless_cut(cut, sqlx::raw_sql("COMMIT").execute(self.raw())).await;
+        let committed = unless_cut(
+            cut,
+            self.answer_spin,
+            sqlx::raw_sql("COMMIT").execute(self.raw()),
+        )
+        .await;
         self.in_flight = false;
         // Failed: still open, so the drop rolls back (and never parks the connection).
         committed.map_err(|e| DbError::sqlx(holder, e))?;
@@ -161,7 +175,12 @@ impl Tx<'_> {
         let holder = self.holder;
         self.in_flight = true;
         let cut = self.faults.cut_here();
-        let rolled_back = unless_cut(cut, sqlx::raw_sql("ROLLBACK").execute(self.raw())).await;
+        let rolled_back = unless_cut(
+            cut,
+            self.answer_spin,
+            sqlx::raw_sql("ROLLBACK").execute(self.raw()),
+        )
+        .await;
         self.in_flight = false;
         rolled_back.map_err(|e| DbError::sqlx(holder, e))?;
         self.open = false;
@@ -260,7 +279,8 @@ macro_rules! statement_methods {
             pub async fn execute(&mut self, statement: Statement<'_>) -> Result<u64, DbError> {
                 let cut = self.before_statement()?;
                 let holder = self.holder;
-                let done = unless_cut(cut, self.connection().execute(statement)).await;
+                let done =
+                    unless_cut(cut, self.answer_spin, self.connection().execute(statement)).await;
                 self.mark(false, false);
                 let done = done.map_err(|e| self.noticed(DbError::sqlx(holder, e)))?;
                 Ok(done.rows_affected())
@@ -272,7 +292,12 @@ macro_rules! statement_methods {
             ) -> Result<Option<AnyRow>, DbError> {
                 let cut = self.before_statement()?;
                 let holder = self.holder;
-                let result = unless_cut(cut, self.connection().fetch_optional(statement)).await;
+                let result = unless_cut(
+                    cut,
+                    self.answer_spin,
+                    self.connection().fetch_optional(statement),
+                )
+                .await;
                 self.mark(false, false);
                 result.map_err(|e| self.noticed(DbError::sqlx(holder, e)))
             }
@@ -280,7 +305,12 @@ macro_rules! statement_methods {
             pub async fn fetch_one(&mut self, statement: Statement<'_>) -> Result<AnyRow, DbError> {
                 let cut = self.before_statement()?;
                 let holder = self.holder;
-                let result = unless_cut(cut, self.connection().fetch_one(statement)).await;
+                let result = unless_cut(
+                    cut,
+                    self.answer_spin,
+                    self.connection().fetch_one(statement),
+                )
+                .await;
                 self.mark(false, false);
                 result.map_err(|e| self.noticed(DbError::sqlx(holder, e)))
             }
@@ -291,7 +321,12 @@ macro_rules! statement_methods {
             ) -> Result<Vec<AnyRow>, DbError> {
                 let cut = self.before_statement()?;
                 let holder = self.holder;
-                let result = unless_cut(cut, self.connection().fetch_all(statement)).await;
+                let result = unless_cut(
+                    cut,
+                    self.answer_spin,
+                    self.connection().fetch_all(statement),
+                )
+                .await;
                 self.mark(false, false);
                 result.map_err(|e| self.noticed(DbError::sqlx(holder, e)))
             }

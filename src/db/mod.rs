@@ -60,7 +60,19 @@ pub struct PoolConfig {
     pub idle_timeout: Option<Duration>,
     /// Connections are replaced after 30 minutes, bounding per-backend memory and statement caches.
     pub max_lifetime: Option<Duration>,
+    /// How long a task polls for a statement's answer before it sleeps; at most
+    /// [`MAX_ANSWER_SPIN`]. SQLite: 50 µs. Its answer comes from its own thread, and one that
+    /// found its task asleep woke a runtime worker as a searcher, which woke the other: on one
+    /// connection both workers then slept once per statement, at a fifth of the rate, for
+    /// seconds at a time. With 50 µs no 100 ms stretch of 2 or 128 tasks fell into that mode;
+    /// with 20 µs up to 38% did (CONTRIBUTING.md, "Run longer, it has two modes"). PostgreSQL:
+    /// none, a round trip takes longer than a spin should.
+    pub answer_spin: Duration,
 }
+
+/// The longest [`PoolConfig::answer_spin`]: a spin holds a runtime worker that other tasks,
+/// and on a small machine the database's own threads, could use.
+pub const MAX_ANSWER_SPIN: Duration = Duration::from_micros(200);
 
 impl PoolConfig {
     pub fn for_backend(backend: Backend) -> Self {
@@ -73,6 +85,10 @@ impl PoolConfig {
             test_before_acquire: false,
             idle_timeout: Some(Duration::from_secs(60)),
             max_lifetime: Some(Duration::from_secs(30 * 60)),
+            answer_spin: match backend {
+                Backend::Postgres => Duration::ZERO,
+                Backend::Sqlite => Duration::from_micros(50),
+            },
         }
     }
 }
@@ -97,6 +113,8 @@ struct Shared {
     ledger: Ledger,
     faults: fault::Faults,
     suspect: guard::Suspect,
+    /// `PoolConfig::answer_spin`, bounded by `MAX_ANSWER_SPIN`.
+    answer_spin: Duration,
     /// Clean connections passed from one guard to the next without sqlx's release ping.
     handoff: Arc<Handoff>,
     /// Microseconds a checkout waits before giving up, if less than the pool's
@@ -135,6 +153,17 @@ impl Db {
     pub async fn connect_with(url: &str, config: PoolConfig) -> Result<Self, DbError> {
         sqlx::any::install_default_drivers();
         let backend = Backend::of_url(url)?;
+        if config.answer_spin > MAX_ANSWER_SPIN {
+            return Err(DbError::BadConfig(format!(
+                "answer_spin {:?} is longer than {MAX_ANSWER_SPIN:?}",
+                config.answer_spin
+            )));
+        }
+        if config.max_connections == 0 {
+            return Err(DbError::BadConfig(
+                "max_connections must be at least 1".into(),
+            ));
+        }
         let application_name = format!(
             "leakproof-{}-{}-{:04x}",
             std::process::id(),
@@ -194,6 +223,7 @@ impl Db {
                 ledger: Ledger::default(),
                 faults: fault::Faults::default(),
                 suspect: guard::Suspect::new(config.max_connections),
+                answer_spin: config.answer_spin,
                 handoff: Arc::new(Handoff::new(config.max_connections)),
                 patience_micros: AtomicU64::new(0),
                 finishing: Arc::new(AtomicU32::new(0)),
@@ -240,6 +270,7 @@ impl Db {
             holder,
             faults: &self.shared.faults,
             suspect: &self.shared.suspect,
+            answer_spin: self.shared.answer_spin,
             statements: 0,
             in_flight: false,
             faulted: false,
@@ -275,7 +306,7 @@ impl Db {
     ) -> Result<(PoolConnection<Any>, Claim<'_>), DbError> {
         handoff::yield_if_handed_over().await;
         let cut = self.shared.faults.cut_here();
-        fault::unless_cut(cut, self.checkout_live(holder, turn)).await
+        fault::unless_cut(cut, Duration::ZERO, self.checkout_live(holder, turn)).await
     }
 
     async fn checkout_live(
@@ -409,6 +440,7 @@ impl Db {
                 holder,
                 faults: &self.shared.faults,
                 suspect: &self.shared.suspect,
+                answer_spin: self.shared.answer_spin,
                 statements: 0,
                 in_flight: false,
                 faulted: false,
@@ -757,6 +789,34 @@ mod tests {
         waiter.await.unwrap();
         let views = db.close(SETTLE_DEADLINE).await.unwrap();
         assert!(views.is_closed(), "{views}");
+        scratch.remove().await.unwrap();
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn pool_settings_out_of_bounds_are_refused_before_anything_opens() {
+        let scratch = scratch::Scratch::sqlite().unwrap();
+        let sqlite = PoolConfig::for_backend(Backend::Sqlite);
+        let too_long = PoolConfig {
+            answer_spin: MAX_ANSWER_SPIN + Duration::from_micros(1),
+            ..sqlite.clone()
+        };
+        let none = PoolConfig {
+            max_connections: 0,
+            ..sqlite.clone()
+        };
+        for config in [too_long, none] {
+            let refused = Db::connect_with(&scratch.url, config.clone()).await;
+            assert!(
+                matches!(refused, Err(DbError::BadConfig(_))),
+                "{config:?} was not refused"
+            );
+        }
+        let longest = PoolConfig {
+            answer_spin: MAX_ANSWER_SPIN,
+            ..sqlite
+        };
+        let db = Db::connect_with(&scratch.url, longest).await.unwrap();
+        db.close(SETTLE_DEADLINE).await.unwrap();
         scratch.remove().await.unwrap();
     }
 
