@@ -1,4 +1,4 @@
-//! `SELECT 1` through `Db` on a pool of one connection, each task count run for many seconds
+//! `SELECT 1` through `Db` on a pool of one connection (or the size given), each task count run for many seconds
 //! rather than the sweep's 100 ms slices, counts alternated in one process. Every 100 ms it
 //! prints the rate, each runtime worker's parks, and how many operations ended on another
 //! thread than the one before: on SQLite these tell tokio's two modes apart (CONTRIBUTING.md,
@@ -7,7 +7,8 @@
 //! included) and driver (`benches/common`).
 //!
 //!     cargo run --release --example sustained -- sqlite 2,128 300000 2
-//!     cargo run --release --example sustained -- sqlite 2,128 300000 2 0,20   # answer spins
+//!     cargo run --release --example sustained -- sqlite 2,128 300000 2 0,50   # answer spins
+//!     cargo run --release --example sustained -- sqlite 1,2,8,128 200000 3 0,50 4   # 4 connections
 //!     LEAKPROOF_PG_URL=postgres://postgres@127.0.0.1:5432/leakproof_bench \
 //!         cargo run --release --example sustained -- postgres 1,128 100000 2
 
@@ -34,20 +35,30 @@ struct Args {
     rounds: usize,
     /// `PoolConfig::answer_spin` values to compare, a pool each; the backend's default if none.
     spins: Vec<Duration>,
+    /// Connections in each pool (1 unless given).
+    size: u32,
 }
 
 fn parse() -> Result<Args, String> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let (backend, counts, ops, rounds, spins) = match args.as_slice() {
-        [b, c, o, r] => (b, c, o, r, None),
-        [b, c, o, r, s] => (b, c, o, r, Some(s)),
+    let (backend, counts, ops, rounds, spins, size) = match args.as_slice() {
+        [b, c, o, r] => (b, c, o, r, None, None),
+        [b, c, o, r, s] => (b, c, o, r, Some(s), None),
+        [b, c, o, r, s, n] => (b, c, o, r, Some(s), Some(n)),
         _ => {
             return Err(
                 "expected: <sqlite | postgres> <counts, e.g. 2,128> <ops> <rounds> \
-                        [answer spins in us, e.g. 0,20]"
+                        [answer spins in us, e.g. 0,50 [pool size]]"
                     .into(),
             );
         }
+    };
+    let size = match size {
+        None => 1,
+        Some(n) => match n.parse::<u32>() {
+            Ok(n) if n > 0 => n,
+            _ => return Err(format!("pool size {n:?}: a whole number from 1")),
+        },
     };
     let backend = match backend.as_str() {
         "sqlite" => Backend::Sqlite,
@@ -79,6 +90,7 @@ fn parse() -> Result<Args, String> {
         ops,
         rounds,
         spins,
+        size,
     })
 }
 
@@ -102,7 +114,7 @@ fn main() -> ExitCode {
         .iter()
         .map(|&answer_spin| {
             let config = PoolConfig {
-                max_connections: 1,
+                max_connections: args.size,
                 answer_spin,
                 ..PoolConfig::for_backend(args.backend)
             };

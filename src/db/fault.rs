@@ -13,9 +13,9 @@
 //! and a failure found that way could not be shrunk: each re-run would cut somewhere else.
 
 use super::DbError;
+use super::spin::AnswerSpin;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum FaultKind {
@@ -178,12 +178,18 @@ impl Faults {
     }
 }
 
-/// Awaits `io`, polling it again for up to `spin` before the task sleeps
-/// ([`PoolConfig::answer_spin`](super::PoolConfig::answer_spin)); if it is the cut, starts it
+/// Awaits `io` (a statement's through `spin`, [`AnswerSpin`]); if it is the cut, starts it
 /// (one poll) and then never finishes.
-pub(crate) async fn unless_cut<F: Future>(cut: bool, spin: Duration, io: F) -> F::Output {
+pub(crate) async fn unless_cut<F: Future>(
+    cut: bool,
+    spin: Option<&AnswerSpin>,
+    io: F,
+) -> F::Output {
     if !cut {
-        return spin_then_await(spin, io).await;
+        return match spin {
+            Some(spin) => spin.answer(io).await,
+            None => io.await,
+        };
     }
     let mut io = std::pin::pin!(io);
     // Whatever the first poll gave (a connection, an answer) is dropped at once.
@@ -191,158 +197,9 @@ pub(crate) async fn unless_cut<F: Future>(cut: bool, spin: Duration, io: F) -> F
     std::future::pending().await
 }
 
-/// Polls `io` until it is ready or `spin` has passed, then awaits it as usual. The first
-/// poll sends the request; the re-polls only look for the answer, each with the task's own
-/// waker, so an answer that comes after the spin still wakes the task. A task waiting in the
-/// runtime's global queue (woken from outside it: another connection's answer) ends the spin,
-/// so that spinning never keeps a worker from work it could do.
-async fn spin_then_await<F: Future>(spin: Duration, io: F) -> F::Output {
-    debug_assert!(
-        spin <= super::MAX_ANSWER_SPIN,
-        "connect_with bounds the spin"
-    );
-    let mut io = std::pin::pin!(io);
-    let runtime = tokio::runtime::Handle::try_current().map(|h| h.metrics());
-    let others_waiting = || runtime.as_ref().is_ok_and(|m| m.global_queue_depth() > 0);
-    let mut first = true;
-    std::future::poll_fn(|cx| {
-        if !std::mem::take(&mut first) || spin.is_zero() {
-            return io.as_mut().poll(cx);
-        }
-        let deadline = Instant::now() + spin;
-        loop {
-            let polled = io.as_mut().poll(cx);
-            if polled.is_ready() || others_waiting() || Instant::now() >= deadline {
-                return polled;
-            }
-            std::hint::spin_loop();
-        }
-    })
-    .await
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::task::Poll;
-
-    /// Ready once `at` has passed, as an answer on a channel would be: each poll leaves its
-    /// waker, and one thread wakes the latest at `at`. Counts its polls.
-    struct ReadyAfter {
-        at: Instant,
-        polls: std::sync::Arc<std::sync::atomic::AtomicU32>,
-        waker: std::sync::Arc<Mutex<Option<std::task::Waker>>>,
-        answering: bool,
-    }
-
-    impl Future for ReadyAfter {
-        type Output = u32;
-        fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<u32> {
-            let polls = self.polls.fetch_add(1, Ordering::Relaxed) + 1;
-            if Instant::now() >= self.at {
-                return Poll::Ready(polls);
-            }
-            *self.waker.lock().expect("test waker") = Some(cx.waker().clone());
-            if !std::mem::replace(&mut self.answering, true) {
-                let (waker, at) = (std::sync::Arc::clone(&self.waker), self.at);
-                std::thread::spawn(move || {
-                    std::thread::sleep(at.saturating_duration_since(Instant::now()));
-                    if let Some(waker) = waker.lock().expect("test waker").take() {
-                        waker.wake();
-                    }
-                });
-            }
-            Poll::Pending
-        }
-    }
-
-    fn ready_after(wait: Duration) -> ReadyAfter {
-        ReadyAfter {
-            at: Instant::now() + wait,
-            polls: Default::default(),
-            waker: Default::default(),
-            answering: false,
-        }
-    }
-
-    /// Whether `spin_then_await` finished within its first poll, and how many polls it took.
-    fn first_poll(spin: Duration, io: ReadyAfter) -> Poll<u32> {
-        let mut spun = std::pin::pin!(spin_then_await(spin, io));
-        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-        spun.as_mut().poll(&mut cx)
-    }
-
-    #[test]
-    fn an_answer_within_the_spin_is_taken_without_sleeping() {
-        let Poll::Ready(polls) = first_poll(
-            Duration::from_micros(200),
-            ready_after(Duration::from_micros(50)),
-        ) else {
-            panic!("an answer 50 us away, a spin of 200 us: ready at the first poll");
-        };
-        assert!(polls > 1, "re-polled until the answer came ({polls} polls)");
-    }
-
-    #[test]
-    fn past_the_spin_the_task_sleeps_and_the_answer_wakes_it() {
-        let spin = Duration::from_micros(20);
-        let began = Instant::now();
-        let io = ready_after(Duration::from_millis(50));
-        assert!(first_poll(spin, io).is_pending(), "no answer within 20 us");
-        assert!(
-            began.elapsed() < Duration::from_millis(40),
-            "gave up after the spin"
-        );
-        assert_eq!(
-            first_poll(Duration::ZERO, ready_after(Duration::from_millis(50))),
-            Poll::Pending
-        );
-        // Asleep, it is woken by the answer it was waiting for.
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-            .expect("runtime");
-        let answered = rt.block_on(async {
-            let io = spin_then_await(spin, ready_after(Duration::from_millis(20)));
-            tokio::time::timeout(Duration::from_secs(5), io).await
-        });
-        assert!(answered.is_ok(), "the answer's wake was not lost");
-    }
-
-    #[test]
-    fn a_task_waiting_in_the_runtime_ends_the_spin() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .expect("runtime");
-        let _inside = rt.enter();
-        let io = ready_after(Duration::from_millis(50));
-        let polls = std::sync::Arc::clone(&io.polls);
-        assert!(first_poll(MAX_SPIN_FOR_TEST, io).is_pending());
-        assert!(
-            polls.load(Ordering::Relaxed) > 1,
-            "no task waiting: it spun"
-        );
-        // Spawned outside `block_on`: it waits in the runtime's global queue.
-        drop(rt.spawn(async {}));
-        let io = ready_after(Duration::from_millis(50));
-        let polls = std::sync::Arc::clone(&io.polls);
-        assert!(first_poll(MAX_SPIN_FOR_TEST, io).is_pending());
-        assert_eq!(
-            polls.load(Ordering::Relaxed),
-            1,
-            "a task waiting: one poll, no spin"
-        );
-    }
-
-    const MAX_SPIN_FOR_TEST: Duration = super::super::MAX_ANSWER_SPIN;
-
-    #[test]
-    fn no_spin_polls_once() {
-        assert_eq!(
-            first_poll(Duration::ZERO, ready_after(Duration::ZERO)),
-            Poll::Ready(1)
-        );
-    }
 
     #[test]
     fn a_cut_falls_on_the_armed_await_once_and_disarm_says_whether_it_did() {

@@ -9,6 +9,7 @@ use super::DbError;
 use super::fault::{Faults, Point, unless_cut};
 use super::handoff::Claim;
 use super::ledger::Ticket;
+use super::spin::AnswerSpin;
 use sqlx::AnyConnection;
 use sqlx::Executor;
 use sqlx::any::{Any, AnyArguments, AnyRow};
@@ -31,7 +32,7 @@ pub struct Session<'db> {
     pub(crate) faults: &'db Faults,
     pub(crate) suspect: &'db Suspect,
     /// How long a statement's answer is polled for before the task sleeps (`PoolConfig`).
-    pub(crate) answer_spin: std::time::Duration,
+    pub(crate) answer_spin: &'db AnswerSpin,
     pub(crate) statements: u32,
     /// A statement started and has not finished: if the guard drops now, it was cancelled.
     pub(crate) in_flight: bool,
@@ -60,7 +61,7 @@ pub struct Tx<'db> {
     pub(crate) faults: &'db Faults,
     pub(crate) suspect: &'db Suspect,
     /// How long a statement's answer is polled for before the task sleeps (`PoolConfig`).
-    pub(crate) answer_spin: std::time::Duration,
+    pub(crate) answer_spin: &'db AnswerSpin,
     pub(crate) statements: u32,
     /// An await on the connection (BEGIN, a statement, COMMIT) started and has not finished: if
     /// the guard drops now, its future was cancelled there. (Read only by a seeded bug.)
@@ -127,7 +128,7 @@ impl Tx<'_> {
         let cut = self.faults.cut_here();
         let begun = unless_cut(
             cut,
-            self.answer_spin,
+            Some(self.answer_spin),
             sqlx::raw_sql(statement).execute(self.raw()),
         )
         .await;
@@ -147,7 +148,7 @@ impl Tx<'_> {
         let cut = self.before_statement()?;
         let (holder, spin) = (self.holder, self.answer_spin);
         let script = sqlx::raw_sql(sqlx::AssertSqlSafe(script)).execute(self.raw());
-        let done = unless_cut(cut, spin, script).await;
+        let done = unless_cut(cut, Some(spin), script).await;
         self.mark(false, false);
         done.map_err(|e| self.noticed(DbError::sqlx(holder, e)))?;
         Ok(())
@@ -160,7 +161,7 @@ impl Tx<'_> {
         let cut = self.faults.cut_here();
         let committed = unless_cut(
             cut,
-            self.answer_spin,
+            Some(self.answer_spin),
             sqlx::raw_sql("COMMIT").execute(self.raw()),
         )
         .await;
@@ -177,7 +178,7 @@ impl Tx<'_> {
         let cut = self.faults.cut_here();
         let rolled_back = unless_cut(
             cut,
-            self.answer_spin,
+            Some(self.answer_spin),
             sqlx::raw_sql("ROLLBACK").execute(self.raw()),
         )
         .await;
@@ -279,8 +280,12 @@ macro_rules! statement_methods {
             pub async fn execute(&mut self, statement: Statement<'_>) -> Result<u64, DbError> {
                 let cut = self.before_statement()?;
                 let holder = self.holder;
-                let done =
-                    unless_cut(cut, self.answer_spin, self.connection().execute(statement)).await;
+                let done = unless_cut(
+                    cut,
+                    Some(self.answer_spin),
+                    self.connection().execute(statement),
+                )
+                .await;
                 self.mark(false, false);
                 let done = done.map_err(|e| self.noticed(DbError::sqlx(holder, e)))?;
                 Ok(done.rows_affected())
@@ -294,7 +299,7 @@ macro_rules! statement_methods {
                 let holder = self.holder;
                 let result = unless_cut(
                     cut,
-                    self.answer_spin,
+                    Some(self.answer_spin),
                     self.connection().fetch_optional(statement),
                 )
                 .await;
@@ -307,7 +312,7 @@ macro_rules! statement_methods {
                 let holder = self.holder;
                 let result = unless_cut(
                     cut,
-                    self.answer_spin,
+                    Some(self.answer_spin),
                     self.connection().fetch_one(statement),
                 )
                 .await;
@@ -323,7 +328,7 @@ macro_rules! statement_methods {
                 let holder = self.holder;
                 let result = unless_cut(
                     cut,
-                    self.answer_spin,
+                    Some(self.answer_spin),
                     self.connection().fetch_all(statement),
                 )
                 .await;

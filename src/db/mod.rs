@@ -13,6 +13,7 @@ mod ledger;
 pub mod scratch;
 mod server;
 mod shard;
+mod spin;
 mod views;
 
 pub use error::DbError;
@@ -113,8 +114,8 @@ struct Shared {
     ledger: Ledger,
     faults: fault::Faults,
     suspect: guard::Suspect,
-    /// `PoolConfig::answer_spin`, bounded by `MAX_ANSWER_SPIN`.
-    answer_spin: Duration,
+    /// Statements in flight, and `PoolConfig::answer_spin`.
+    answer_spin: spin::AnswerSpin,
     /// Clean connections passed from one guard to the next without sqlx's release ping.
     handoff: Arc<Handoff>,
     /// Microseconds a checkout waits before giving up, if less than the pool's
@@ -223,7 +224,7 @@ impl Db {
                 ledger: Ledger::default(),
                 faults: fault::Faults::default(),
                 suspect: guard::Suspect::new(config.max_connections),
-                answer_spin: config.answer_spin,
+                answer_spin: spin::AnswerSpin::new(config.answer_spin),
                 handoff: Arc::new(Handoff::new(config.max_connections)),
                 patience_micros: AtomicU64::new(0),
                 finishing: Arc::new(AtomicU32::new(0)),
@@ -270,7 +271,7 @@ impl Db {
             holder,
             faults: &self.shared.faults,
             suspect: &self.shared.suspect,
-            answer_spin: self.shared.answer_spin,
+            answer_spin: &self.shared.answer_spin,
             statements: 0,
             in_flight: false,
             faulted: false,
@@ -306,7 +307,7 @@ impl Db {
     ) -> Result<(PoolConnection<Any>, Claim<'_>), DbError> {
         handoff::yield_if_handed_over().await;
         let cut = self.shared.faults.cut_here();
-        fault::unless_cut(cut, Duration::ZERO, self.checkout_live(holder, turn)).await
+        fault::unless_cut(cut, None, self.checkout_live(holder, turn)).await
     }
 
     async fn checkout_live(
@@ -440,7 +441,7 @@ impl Db {
                 holder,
                 faults: &self.shared.faults,
                 suspect: &self.shared.suspect,
-                answer_spin: self.shared.answer_spin,
+                answer_spin: &self.shared.answer_spin,
                 statements: 0,
                 in_flight: false,
                 faulted: false,
