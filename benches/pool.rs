@@ -119,9 +119,9 @@ impl Config {
 
     /// Whether the no-collapse sweep also runs sustained (seconds per slice): for `SELECT 1`
     /// on one connection, where one statement at a time is in flight and every task waits on
-    /// it, so how the runtime's workers sleep and wake sets the rate. Its short sweep read
-    /// 0.92 on SQLite while runs of seconds read 0.39-0.78 (CONTRIBUTING.md, "Run longer, it
-    /// has two modes").
+    /// it, so how the runtime's workers sleep and wake sets the rate. On SQLite that rate had
+    /// two modes lasting seconds, one a fifth of the other, which 100 ms slices only sample
+    /// (CONTRIBUTING.md, "Run longer, it has two modes").
     fn sustained(self, workload: Workload) -> bool {
         matches!(workload, Workload::Select1) && self.size == 1 && !self.test_before_acquire
     }

@@ -234,10 +234,10 @@ pub const SWEEP_MAX_ROUNDS: usize = 3 * SWEEP_ROUNDS;
 /// The no-collapse target: 128 tasks do at least this share of the best count's rate.
 pub const COLLAPSE_LINE: f64 = 0.90;
 
-/// Rounds and slice of the sustained sweep ([`Plan::sustained`]): seconds per count, where
-/// the short sweep's 100 ms slices read SQLite's `SELECT 1` on one connection at 0.92 while
-/// runs of 3-15 s found 128 tasks at 0.39-0.78 of 2 tasks' rate (CONTRIBUTING.md, "Run longer,
-/// it has two modes"). Five rounds of five counts cost ~50 s a group.
+/// Rounds and slice of the sustained sweep ([`Plan::sustained`]): seconds per count. On
+/// SQLite, `SELECT 1` on one connection ran in two modes lasting seconds, one a fifth of the
+/// other, which the short sweep's 100 ms slices only sample (CONTRIBUTING.md, "Run longer, it
+/// has two modes"). Five rounds of five counts cost ~50 s a group.
 pub const SUSTAINED_ROUNDS: usize = 5;
 pub const SUSTAINED_SLICE: Duration = Duration::from_secs(2);
 
@@ -362,7 +362,7 @@ pub fn concurrency_sweep<F, Fut>(
     loop {
         if round == rounds {
             // Undecided: a figure whose interval still straddles the line gets another block
-            // of rounds, up to SWEEP_MAX_ROUNDS.
+            // of rounds, up to the plan's most.
             if rounds >= plan.max_rounds || !straddles(&rates) {
                 break;
             }

@@ -178,23 +178,39 @@ impl Faults {
     }
 }
 
-/// Awaits `io` (a statement's through `spin`, [`AnswerSpin`]); if it is the cut, starts it
-/// (one poll) and then never finishes.
-pub(crate) async fn unless_cut<F: Future>(
+/// One await on the database, counted ([`Faults::next_await`]): whether it is the armed cut,
+/// and, for a statement, how its answer is awaited ([`AnswerSpin`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DbAwait<'a> {
     cut: bool,
-    spin: Option<&AnswerSpin>,
-    io: F,
-) -> F::Output {
-    if !cut {
-        return match spin {
-            Some(spin) => spin.answer(io).await,
-            None => io.await,
-        };
+    spin: Option<&'a AnswerSpin>,
+}
+
+impl Faults {
+    /// Counts an await on the database ([`Faults::cut_here`]); `spin` for a statement's answer.
+    pub(crate) fn next_await<'a>(&self, spin: Option<&'a AnswerSpin>) -> DbAwait<'a> {
+        DbAwait {
+            cut: self.cut_here(),
+            spin,
+        }
     }
-    let mut io = std::pin::pin!(io);
-    // Whatever the first poll gave (a connection, an answer) is dropped at once.
-    drop(futures::poll!(io.as_mut()));
-    std::future::pending().await
+}
+
+impl DbAwait<'_> {
+    /// Awaits `io`; if it is the cut, starts it (exactly one poll, no spin) and then never
+    /// finishes.
+    pub(crate) async fn run<F: Future>(self, io: F) -> F::Output {
+        if !self.cut {
+            return match self.spin {
+                Some(spin) => spin.answer(io).await,
+                None => io.await,
+            };
+        }
+        let mut io = std::pin::pin!(io);
+        // Whatever the first poll gave (a connection, an answer) is dropped at once.
+        drop(futures::poll!(io.as_mut()));
+        std::future::pending().await
+    }
 }
 
 #[cfg(test)]

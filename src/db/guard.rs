@@ -6,7 +6,7 @@
 //! cancelled future between two statements can never leave half a write behind.
 
 use super::DbError;
-use super::fault::{Faults, Point, unless_cut};
+use super::fault::{DbAwait, Faults, Point};
 use super::handoff::Claim;
 use super::ledger::Ticket;
 use super::spin::AnswerSpin;
@@ -125,13 +125,8 @@ impl Tx<'_> {
         self.open = true;
         let holder = self.holder;
         self.in_flight = true;
-        let cut = self.faults.cut_here();
-        let begun = unless_cut(
-            cut,
-            Some(self.answer_spin),
-            sqlx::raw_sql(statement).execute(self.raw()),
-        )
-        .await;
+        let wait = self.next_await();
+        let begun = wait.run(sqlx::raw_sql(statement).execute(self.raw())).await;
         self.in_flight = false;
         if let Err(e) = begun {
             // An answered error: no transaction was started.
@@ -145,10 +140,11 @@ impl Tx<'_> {
     /// Runs several `;`-separated statements built by the crate itself (never from input) in
     /// one round trip. For scratch databases only: it takes no binds.
     pub(crate) async fn execute_script(&mut self, script: String) -> Result<(), DbError> {
-        let cut = self.before_statement()?;
-        let (holder, spin) = (self.holder, self.answer_spin);
-        let script = sqlx::raw_sql(sqlx::AssertSqlSafe(script)).execute(self.raw());
-        let done = unless_cut(cut, Some(spin), script).await;
+        let wait = self.before_statement()?;
+        let holder = self.holder;
+        let done = wait
+            .run(sqlx::raw_sql(sqlx::AssertSqlSafe(script)).execute(self.raw()))
+            .await;
         self.mark(false, false);
         done.map_err(|e| self.noticed(DbError::sqlx(holder, e)))?;
         Ok(())
@@ -158,13 +154,8 @@ impl Tx<'_> {
         let holder = self.holder;
         self.faults.point(holder, Point::Commit)?;
         self.in_flight = true;
-        let cut = self.faults.cut_here();
-        let committed = unless_cut(
-            cut,
-            Some(self.answer_spin),
-            sqlx::raw_sql("COMMIT").execute(self.raw()),
-        )
-        .await;
+        let wait = self.next_await();
+        let committed = wait.run(sqlx::raw_sql("COMMIT").execute(self.raw())).await;
         self.in_flight = false;
         // Failed: still open, so the drop rolls back (and never parks the connection).
         committed.map_err(|e| DbError::sqlx(holder, e))?;
@@ -175,13 +166,10 @@ impl Tx<'_> {
     pub async fn rollback(mut self) -> Result<(), DbError> {
         let holder = self.holder;
         self.in_flight = true;
-        let cut = self.faults.cut_here();
-        let rolled_back = unless_cut(
-            cut,
-            Some(self.answer_spin),
-            sqlx::raw_sql("ROLLBACK").execute(self.raw()),
-        )
-        .await;
+        let wait = self.next_await();
+        let rolled_back = wait
+            .run(sqlx::raw_sql("ROLLBACK").execute(self.raw()))
+            .await;
         self.in_flight = false;
         rolled_back.map_err(|e| DbError::sqlx(holder, e))?;
         self.open = false;
@@ -245,8 +233,8 @@ impl Drop for CloseUnlessReleased {
 
 /// The statement methods, identical for both guards: only the way to the connection differs.
 macro_rules! statement_methods {
-    ($guard:ty, |$this:ident| $conn:expr) => {
-        impl $guard {
+    ($guard:ident, |$this:ident| $conn:expr) => {
+        impl<'db> $guard<'db> {
             fn connection(&mut self) -> &mut AnyConnection {
                 let $this = self;
                 $conn
@@ -265,27 +253,28 @@ macro_rules! statement_methods {
                 self.in_flight = in_flight && !faulted;
             }
 
-            /// The fault point every statement passes; true if the statement is the cut.
-            fn before_statement(&mut self) -> Result<bool, DbError> {
+            /// The next await on the connection: counted for cuts, its answer awaited through
+            /// the `Db`'s answer spin.
+            fn next_await(&self) -> DbAwait<'db> {
+                self.faults.next_await(Some(self.answer_spin))
+            }
+
+            /// The fault point every statement passes, then its await.
+            fn before_statement(&mut self) -> Result<DbAwait<'db>, DbError> {
                 self.statements += 1;
                 let passed = self
                     .faults
                     .point(self.holder, Point::Statement(self.statements));
                 self.mark(passed.is_err(), true);
                 passed?;
-                Ok(self.faults.cut_here())
+                Ok(self.next_await())
             }
 
             /// Runs a statement; returns the number of rows it changed.
             pub async fn execute(&mut self, statement: Statement<'_>) -> Result<u64, DbError> {
-                let cut = self.before_statement()?;
+                let wait = self.before_statement()?;
                 let holder = self.holder;
-                let done = unless_cut(
-                    cut,
-                    Some(self.answer_spin),
-                    self.connection().execute(statement),
-                )
-                .await;
+                let done = wait.run(self.connection().execute(statement)).await;
                 self.mark(false, false);
                 let done = done.map_err(|e| self.noticed(DbError::sqlx(holder, e)))?;
                 Ok(done.rows_affected())
@@ -295,27 +284,17 @@ macro_rules! statement_methods {
                 &mut self,
                 statement: Statement<'_>,
             ) -> Result<Option<AnyRow>, DbError> {
-                let cut = self.before_statement()?;
+                let wait = self.before_statement()?;
                 let holder = self.holder;
-                let result = unless_cut(
-                    cut,
-                    Some(self.answer_spin),
-                    self.connection().fetch_optional(statement),
-                )
-                .await;
+                let result = wait.run(self.connection().fetch_optional(statement)).await;
                 self.mark(false, false);
                 result.map_err(|e| self.noticed(DbError::sqlx(holder, e)))
             }
 
             pub async fn fetch_one(&mut self, statement: Statement<'_>) -> Result<AnyRow, DbError> {
-                let cut = self.before_statement()?;
+                let wait = self.before_statement()?;
                 let holder = self.holder;
-                let result = unless_cut(
-                    cut,
-                    Some(self.answer_spin),
-                    self.connection().fetch_one(statement),
-                )
-                .await;
+                let result = wait.run(self.connection().fetch_one(statement)).await;
                 self.mark(false, false);
                 result.map_err(|e| self.noticed(DbError::sqlx(holder, e)))
             }
@@ -324,14 +303,9 @@ macro_rules! statement_methods {
                 &mut self,
                 statement: Statement<'_>,
             ) -> Result<Vec<AnyRow>, DbError> {
-                let cut = self.before_statement()?;
+                let wait = self.before_statement()?;
                 let holder = self.holder;
-                let result = unless_cut(
-                    cut,
-                    Some(self.answer_spin),
-                    self.connection().fetch_all(statement),
-                )
-                .await;
+                let result = wait.run(self.connection().fetch_all(statement)).await;
                 self.mark(false, false);
                 result.map_err(|e| self.noticed(DbError::sqlx(holder, e)))
             }
@@ -356,8 +330,8 @@ impl Drop for Session<'_> {
     }
 }
 
-statement_methods!(Session<'_>, |this| this.raw());
-statement_methods!(Tx<'_>, |this| this.raw());
+statement_methods!(Session, |this| this.raw());
+statement_methods!(Tx, |this| this.raw());
 
 /// Reads a column; a missing column or a type mismatch is a storage error, never a panic.
 pub fn get<T>(row: &AnyRow, column: &'static str) -> Result<T, DbError>

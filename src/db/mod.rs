@@ -306,8 +306,8 @@ impl Db {
         turn: Turn,
     ) -> Result<(PoolConnection<Any>, Claim<'_>), DbError> {
         handoff::yield_if_handed_over().await;
-        let cut = self.shared.faults.cut_here();
-        fault::unless_cut(cut, None, self.checkout_live(holder, turn)).await
+        let wait = self.shared.faults.next_await(None);
+        wait.run(self.checkout_live(holder, turn)).await
     }
 
     async fn checkout_live(

@@ -92,8 +92,8 @@ mod tests {
     struct ReadyAfter {
         at: Instant,
         ready_at_poll: u32,
-        polls: Arc<std::sync::atomic::AtomicU32>,
-        waker: std::sync::Arc<Mutex<Option<std::task::Waker>>>,
+        polls: Arc<AtomicU32>,
+        waker: Arc<Mutex<Option<std::task::Waker>>>,
         answering: bool,
     }
 
@@ -208,6 +208,31 @@ mod tests {
             first_poll(Duration::ZERO, ready_after(Duration::ZERO)),
             Poll::Ready(1)
         );
+    }
+
+    /// A cut starts its statement with exactly one poll, spin or not (`fault::DbAwait`), so
+    /// a cut falls at the same point on every run.
+    #[test]
+    fn a_cut_polls_once_however_long_the_spin() {
+        let (faults, spin) = (
+            super::super::fault::Faults::default(),
+            AnswerSpin::new(MAX_SPIN_FOR_TEST),
+        );
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        for cut in [false, true] {
+            if cut {
+                faults.arm_cut(0);
+            }
+            let io = ready_after(Duration::from_millis(50));
+            let polls = Arc::clone(&io.polls);
+            let mut run = std::pin::pin!(faults.next_await(Some(&spin)).run(io));
+            assert!(run.as_mut().poll(&mut cx).is_pending());
+            let polls = polls.load(Ordering::Relaxed);
+            match cut {
+                false => assert!(polls > 1, "uncut: it spun"),
+                true => assert_eq!(polls, 1, "the cut: one poll"),
+            }
+        }
     }
 
     #[test]
