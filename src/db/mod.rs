@@ -62,12 +62,8 @@ pub struct PoolConfig {
     /// Connections are replaced after 30 minutes, bounding per-backend memory and statement caches.
     pub max_lifetime: Option<Duration>,
     /// How long a task polls for a statement's answer before it sleeps; at most
-    /// [`MAX_ANSWER_SPIN`]. SQLite: 50 µs. Its answer comes from its own thread, and one that
-    /// found its task asleep woke a runtime worker as a searcher, which woke the other: on one
-    /// connection both workers then slept once per statement, at a fifth of the rate, for
-    /// seconds at a time. With 50 µs no 100 ms stretch of 2 or 128 tasks fell into that mode;
-    /// with 20 µs up to 38% did (CONTRIBUTING.md, "Run longer, it has two modes"). PostgreSQL:
-    /// none, a round trip takes longer than a spin should.
+    /// [`MAX_ANSWER_SPIN`]. SQLite: [`sqlite_answer_spin`]. PostgreSQL: none, a round trip
+    /// takes longer than a spin should.
     pub answer_spin: Duration,
 }
 
@@ -88,9 +84,28 @@ impl PoolConfig {
             max_lifetime: Some(Duration::from_secs(30 * 60)),
             answer_spin: match backend {
                 Backend::Postgres => Duration::ZERO,
-                Backend::Sqlite => Duration::from_micros(50),
+                Backend::Sqlite => {
+                    sqlite_answer_spin(std::thread::available_parallelism().map_or(1, |n| n.get()))
+                }
             },
         }
+    }
+}
+
+/// SQLite's answer spin for a process that may run on `cpus` CPUs (`available_parallelism`:
+/// the affinity mask and the cgroup quota). 50 µs with a CPU to spare: SQLite answers from its
+/// own thread, and an answer that found its task asleep woke a runtime worker as a searcher,
+/// which woke the other; on one connection both workers then slept once per statement, at a
+/// fifth of the rate, for seconds at a time. With 50 µs no 100 ms stretch of 2 or 128 tasks
+/// fell into that mode; with 20 µs up to 38% did (CONTRIBUTING.md, "Run longer, it has two
+/// modes"). None on one CPU: the spinning worker would hold the CPU SQLite's thread needs to
+/// answer (0.83–0.89 of the rate without it, `taskset -c 0`), and tokio starts one worker
+/// there, so the two-worker mode cannot occur.
+pub fn sqlite_answer_spin(cpus: usize) -> Duration {
+    if cpus > 1 {
+        Duration::from_micros(50)
+    } else {
+        Duration::ZERO
     }
 }
 
@@ -819,6 +834,27 @@ mod tests {
         let db = Db::connect_with(&scratch.url, longest).await.unwrap();
         db.close(SETTLE_DEADLINE).await.unwrap();
         scratch.remove().await.unwrap();
+    }
+
+    #[test]
+    fn sqlite_spins_for_its_answer_only_with_a_cpu_to_spare() {
+        assert_eq!(sqlite_answer_spin(1), Duration::ZERO);
+        for cpus in [2, 4, 64] {
+            let spin = sqlite_answer_spin(cpus);
+            assert!(
+                !spin.is_zero() && spin <= MAX_ANSWER_SPIN,
+                "{cpus} CPUs: {spin:?}"
+            );
+        }
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(
+            PoolConfig::for_backend(Backend::Sqlite).answer_spin,
+            sqlite_answer_spin(cpus)
+        );
+        assert_eq!(
+            PoolConfig::for_backend(Backend::Postgres).answer_spin,
+            Duration::ZERO
+        );
     }
 
     #[test]
