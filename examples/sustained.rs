@@ -1,8 +1,9 @@
 //! `SELECT 1` through `Db` on a pool of one connection (or the size given), each task count run for many seconds
 //! rather than the sweep's 100 ms slices, counts alternated in one process. Every 100 ms it
-//! prints the rate, each runtime worker's parks, and how many operations ended on another
-//! thread than the one before: on SQLite these tell tokio's two modes apart (CONTRIBUTING.md,
-//! "Run longer, it has two modes"). Then the sustained rate per count, and the last count's
+//! prints the rate, each runtime worker's parks, how many operations ended on another thread
+//! than the one before (on SQLite these tell tokio's two modes apart: CONTRIBUTING.md, "Run
+//! longer, it has two modes"), and how many were done by another task than the one before
+//! (how often the connection changed hands). Then the sustained rate per count, and the last count's
 //! over each, paired within rounds. The benchmarks' runtime, fixture (its session invariant
 //! included) and driver (`benches/common`).
 //!
@@ -22,10 +23,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-/// Operations done, and those that ended on another thread than the operation before.
+/// Operations done; those that ended on another thread, and those done by another task, than
+/// the operation before.
 static DONE: AtomicU64 = AtomicU64::new(0);
 static MOVED: AtomicU64 = AtomicU64::new(0);
 static LAST_THREAD: AtomicU64 = AtomicU64::new(u64::MAX);
+static HANDED: AtomicU64 = AtomicU64::new(0);
+static LAST_TASK: AtomicU64 = AtomicU64::new(u64::MAX);
 const TICK: Duration = Duration::from_millis(100);
 
 struct Args {
@@ -178,14 +182,26 @@ fn count_op() {
     thread_local! {
         static THREAD: u64 = NEXT_THREAD.fetch_add(1, Ordering::Relaxed);
     }
-    let me = THREAD.with(|t| *t);
-    if LAST_THREAD.swap(me, Ordering::Relaxed) != me {
-        MOVED.fetch_add(1, Ordering::Relaxed);
-    }
+    count_change(&LAST_THREAD, THREAD.with(|t| *t), &MOVED);
+    // Tokio gives a task's id no number, only `Hash`: a hash tells two tasks apart.
+    let task = tokio::task::try_id().map_or(0, |id| {
+        use std::hash::{BuildHasher, RandomState};
+        static HASHER: std::sync::LazyLock<RandomState> =
+            std::sync::LazyLock::new(RandomState::new);
+        HASHER.hash_one(id)
+    });
+    count_change(&LAST_TASK, task, &HANDED);
     DONE.fetch_add(1, Ordering::Relaxed);
 }
 
-/// Every `TICK`: the rate, each worker's parks, and the operations that changed thread.
+/// Counts an operation whose `me` differs from the last one's.
+fn count_change(last: &AtomicU64, me: u64, changes: &AtomicU64) {
+    if last.swap(me, Ordering::Relaxed) != me {
+        changes.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Every `TICK`: the rate, each worker's parks, and the operations that changed thread or task.
 fn tick(metrics: tokio::runtime::RuntimeMetrics, stop: &AtomicBool) {
     let workers = metrics.num_workers();
     let sample = || {
@@ -197,6 +213,7 @@ fn tick(metrics: tokio::runtime::RuntimeMetrics, stop: &AtomicBool) {
             DONE.load(Ordering::Relaxed),
             MOVED.load(Ordering::Relaxed),
             parks,
+            HANDED.load(Ordering::Relaxed),
         )
     };
     let mut last = sample();
@@ -212,9 +229,10 @@ fn tick(metrics: tokio::runtime::RuntimeMetrics, stop: &AtomicBool) {
                 .map(|(n, l)| ((n - l) as f64 / ops as f64 * 100.0).round() / 100.0)
                 .collect();
             println!(
-                "{:7.0}/s  parks per op, each worker {parks:?}  moved {:.2}",
+                "{:7.0}/s  parks per op, each worker {parks:?}  moved {:.2}  handed over {:.3}",
                 ops as f64 / TICK.as_secs_f64(),
                 (now.1 - last.1) as f64 / ops as f64,
+                (now.3 - last.3) as f64 / ops as f64,
             );
         }
         last = now;
