@@ -3,8 +3,8 @@
 //! prints the rate, each runtime worker's parks, how many operations ended on another thread
 //! than the one before (on SQLite these tell tokio's two modes apart: CONTRIBUTING.md, "Run
 //! longer, it has two modes"), and how many were done by another task than the one before
-//! (how often the connection changed hands). Then the sustained rate per count, and the last count's
-//! over each, paired within rounds. The benchmarks' runtime, fixture (its session invariant
+//! (how often the connection changed hands). Then the sustained rate per count, and the last
+//! count's over each, paired within rounds. The benchmarks' runtime, fixture (its session invariant
 //! included) and driver (`benches/common`).
 //!
 //!     cargo run --release --example sustained -- sqlite 2,128 300000 2
@@ -185,10 +185,8 @@ fn count_op() {
     count_change(&LAST_THREAD, THREAD.with(|t| *t), &MOVED);
     // Tokio gives a task's id no number, only `Hash`: a hash tells two tasks apart.
     let task = tokio::task::try_id().map_or(0, |id| {
-        use std::hash::{BuildHasher, RandomState};
-        static HASHER: std::sync::LazyLock<RandomState> =
-            std::sync::LazyLock::new(RandomState::new);
-        HASHER.hash_one(id)
+        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+        BuildHasherDefault::<DefaultHasher>::default().hash_one(id)
     });
     count_change(&LAST_TASK, task, &HANDED);
     DONE.fetch_add(1, Ordering::Relaxed);

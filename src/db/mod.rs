@@ -98,9 +98,9 @@ impl PoolConfig {
 /// which woke the other; on one connection both workers then slept once per statement, at a
 /// fifth of the rate, for seconds at a time. With 50 µs no 100 ms stretch of 2 or 128 tasks
 /// fell into that mode; with 20 µs up to 38% did (CONTRIBUTING.md, "Run longer, it has two
-/// modes"). None on one CPU: the spinning worker would hold the CPU SQLite's thread needs to
-/// answer (0.83–0.89 of the rate without it, `taskset -c 0`), and tokio starts one worker
-/// there, so the two-worker mode cannot occur.
+/// modes"). None on one CPU: the spinning worker holds the CPU SQLite's thread needs to
+/// answer (under `taskset -c 0`, 0.98 of the rate without it at one task, 0.84 at 128), and
+/// tokio starts one worker there, so the two-worker mode cannot occur.
 pub fn sqlite_answer_spin(cpus: usize) -> Duration {
     if cpus > 1 {
         Duration::from_micros(50)
