@@ -17,9 +17,10 @@
 //! one connection, 2 to 128 tasks did 0.6 to 0.75 of what one task did, and 0.8 to 0.9 with
 //! the look owed.
 //! At least once per [`FAIR_TURN`] (divided among the pool's connections) a release hands its
-//! connection to the oldest waiter outright, so no waiter is passed over for long; the
-//! releasing thread's next checkout then yields first ([`yield_if_handed_over`]), so that
-//! waiter runs rather than waits behind the task that gave it its connection.
+//! connection to the oldest waiter outright, so no waiter is passed over for long; if the
+//! releasing thread's next checkout finds a connection at once, it yields before using it
+//! ([`yield_if_handed_over`]), so that waiter runs rather than waits behind the task that gave
+//! it its connection; if it must wait, the waiter runs next anyway.
 //!
 //! Sharded by thread (`shard.rs`): a claim, its wait and the connection it parks belong to the
 //! shard of the thread that began it, so two cores checking out do not pass one lock between
@@ -87,9 +88,10 @@ const ALL_SHARDS: usize = (1 << SHARDS) - 1;
 pub(crate) const LINGER: Duration = Duration::from_millis(1);
 
 /// How often, per connection, a release hands over to the oldest waiter instead of letting
-/// the releasing task take its connection back: parking_lot's figure. A hand-over costs a few
-/// microseconds; half a millisecond of operations between them keeps that cost to about one
-/// percent, and a waiter's extra wait to half a millisecond per connection-turn ahead of it.
+/// the releasing task take its connection back: parking_lot's figure. A hand-over costs about
+/// ten microseconds on two cores (the waiter's wake, the releaser's yield and queueing);
+/// half a millisecond of operations between them keeps that cost to about two percent, and a
+/// waiter's extra wait to half a millisecond per connection-turn ahead of it.
 pub(crate) const FAIR_TURN: Duration = Duration::from_micros(500);
 
 /// Releases with a checkout waiting between two looks at the clock: reading it cost a tenth
@@ -118,6 +120,13 @@ pub(crate) struct Handoff {
     /// [`FAIR_TURN`] shared among the pool's connections: the longest a release may park
     /// while a checkout waits, counted from the last hand-over.
     fair_every: Duration,
+    /// When the next fair turn is due, in nanoseconds from `epoch`: one clock for every shard.
+    /// A turn handed to a waiter in another shard then lasts `fair_every` there too; with a
+    /// clock per shard, the receiving shard's had long been due, and it handed back within
+    /// [`RELEASES_PER_CLOCK`] releases (on the bare cycle at two tasks on one connection, a
+    /// hand-over every ~125 µs instead of 500, and 0.88 of one task's rate).
+    turn_due: CachePadded<AtomicU64>,
+    epoch: Instant,
 }
 
 #[derive(Debug)]
@@ -146,8 +155,6 @@ struct State {
     /// Parked connections kept for the told waiter: its turn came while it was told, so only
     /// it may take them. Never more than are parked, and none unless a waiter is told.
     reserved: usize,
-    /// From this instant, a release with a checkout waiting hands over outright.
-    hand_over_at: Instant,
     /// Releases with a checkout waiting since the clock was last read.
     unclocked: u32,
     /// A sweep is scheduled: what is parked may outlive the last claim until it runs.
@@ -202,7 +209,6 @@ impl State {
             told: false,
             owed: false,
             reserved: 0,
-            hand_over_at: Instant::now(),
             unclocked: 0,
             sweep_due: false,
             first: false,
@@ -333,9 +339,7 @@ impl State {
         self.unclocked += 1;
         if self.unclocked >= RELEASES_PER_CLOCK {
             self.unclocked = 0;
-            let now = Instant::now();
-            if now >= self.hand_over_at {
-                self.hand_over_at = now + handoff.fair_every;
+            if handoff.take_turn() {
                 let own = usize::from(here) << self.shard;
                 match self.oldest_waiting(waiting | own, oldest) {
                     Some(shard) if shard != self.shard => return Given::Deliver(shard, conn),
@@ -508,7 +512,40 @@ impl Handoff {
             tickets: AtomicU64::new(0),
             capacity,
             fair_every: FAIR_TURN / u32::try_from(capacity).unwrap_or(u32::MAX),
+            turn_due: CachePadded::new(AtomicU64::new(0)),
+            epoch: Instant::now(),
         }
+    }
+
+    fn nanos_since_epoch(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// Whether a fair turn is due; if so this release takes it, and the next is due
+    /// `fair_every` from now. Releases in two shards may find it due at once: one takes it.
+    fn take_turn(&self) -> bool {
+        let now = self.nanos_since_epoch(Instant::now());
+        let due = self.turn_due.load(Ordering::Relaxed);
+        let every = u64::try_from(self.fair_every.as_nanos()).unwrap_or(u64::MAX);
+        let next = now.saturating_add(every);
+        now >= due
+            && self
+                .turn_due
+                .compare_exchange(due, next, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+    }
+
+    /// When the next fair turn is due.
+    #[cfg(test)]
+    fn turn_due_at(&self) -> Instant {
+        self.epoch + Duration::from_nanos(self.turn_due.load(Ordering::Relaxed))
+    }
+
+    /// Makes the next fair turn due at `at`.
+    #[cfg(test)]
+    fn set_turn_due(&self, at: Instant) {
+        let due = self.nanos_since_epoch(at);
+        self.turn_due.store(due, Ordering::Relaxed);
     }
 
     /// A claim for one guard's connection, held for the guard's whole life, on the current
@@ -540,9 +577,8 @@ impl Handoff {
     /// turn due.
     #[cfg(test)]
     pub(crate) fn turn_due_at_next_release(&self, shard: usize) {
-        let mut state = self.lock(shard);
-        state.unclocked = RELEASES_PER_CLOCK - 1;
-        state.hand_over_at = Instant::now();
+        self.lock(shard).unclocked = RELEASES_PER_CLOCK - 1;
+        self.set_turn_due(Instant::now());
     }
 
     /// Checkouts queued, in every shard.
@@ -739,7 +775,7 @@ impl Drop for Owed {
 
 thread_local! {
     /// A release on this thread handed its connection to a waiter, and no checkout here has
-    /// yielded for it since ([`yield_if_handed_over`]).
+    /// yielded or begun to wait since ([`yield_if_handed_over`]).
     static HANDED_OVER: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
@@ -753,7 +789,14 @@ thread_local! {
 /// The task wakes itself and returns pending once, which tokio takes as a yield: to the back
 /// of the run queue, where an idle worker can take it. `tokio::task::yield_now` would wake it
 /// only when the thread runs out of tasks, and into the LIFO slot: one of two tasks waited
-/// 63 ms there behind the other's whole run. Called before a claim, so the yield holds nothing.
+/// 63 ms there behind the other's whole run.
+/// Called only by a checkout that found a connection at once, holding it (cancelled there, it
+/// goes back to sqlx as any connection dropped outside a guard). One that must wait returns
+/// pending, and the waiter runs next without it: yielding there first, before the claim, put
+/// the releaser where the idle worker took it, only to queue and sleep again. On one connection
+/// that woke the other worker at every fair turn, and it took the connection back in between
+/// (three moves between shards per turn): 2 and 128 tasks did 0.87-0.91 of one task's rate on
+/// the bare cycle and 0.73-0.85 on SQLite's `SELECT 1`; 0.94-1.00 and 0.93-1.11 now.
 pub(crate) async fn yield_if_handed_over() {
     if !HANDED_OVER.replace(false) {
         return;
@@ -866,6 +909,8 @@ impl Claim<'_> {
                         .ticket
                         .get_or_insert_with(|| tickets.fetch_add(1, Ordering::Relaxed));
                     state.queue(sender, turn, ticket);
+                    // This task waits: whatever this thread handed over runs before it now.
+                    HANDED_OVER.set(false);
                     Source::Wait(Wait {
                         receiver,
                         done: false,
@@ -1063,6 +1108,11 @@ mod tests {
 
     impl Rig {
         async fn new(size: u32) -> Rig {
+            Rig::with_fair_turn(size, None).await
+        }
+
+        /// With `fair_every` in place of the pool size's share of [`FAIR_TURN`], if given.
+        async fn with_fair_turn(size: u32, fair_every: Option<Duration>) -> Rig {
             sqlx::any::install_default_drivers();
             let scratch = Scratch::sqlite().unwrap();
             let pool = sqlx::any::AnyPoolOptions::new()
@@ -1070,10 +1120,12 @@ mod tests {
                 .connect(&format!("{}?mode=rwc", scratch.url))
                 .await
                 .unwrap();
+            let mut handoff = Handoff::new(size);
+            handoff.fair_every = fair_every.unwrap_or(handoff.fair_every);
             Rig {
                 scratch,
                 pool,
-                handoff: Arc::new(Handoff::new(size)),
+                handoff: Arc::new(handoff),
             }
         }
 
@@ -1267,11 +1319,11 @@ mod tests {
             panic!("never handed over")
         };
         assert_eq!(releases, RELEASES_PER_CLOCK);
-        assert!(home(handoff).hand_over_at >= start + handoff.fair_every);
+        assert!(handoff.turn_due_at() >= start + handoff.fair_every);
 
         // Not due: passed over, however many releases.
         first = handoff.claim();
-        home(handoff).hand_over_at = Instant::now() + Duration::from_secs(3600);
+        handoff.set_turn_due(Instant::now() + Duration::from_secs(3600));
         let (_, kept) =
             release_until_handed_over(handoff, &mut second, conn, &mut first, 100).await;
         let Err(conn) = kept else {
@@ -1279,7 +1331,7 @@ mod tests {
         };
 
         // Due again.
-        home(handoff).hand_over_at = Instant::now();
+        handoff.set_turn_due(Instant::now());
         let (releases, handed) =
             release_until_handed_over(handoff, &mut second, conn, &mut first, 100).await;
         let Ok(conn) = handed else {
@@ -1580,6 +1632,58 @@ mod tests {
         assert_eq!(parked(handoff), 0);
         assert_eq!(flags(handoff), 0, "lowered once the waiter was served");
         waiter.end(Some(conn), true);
+        rig.finish().await;
+    }
+
+    /// One clock for the fair turns of every shard: a turn handed to a waiter in another shard
+    /// lasts there as long as anywhere, so its releases do not hand straight back to the
+    /// releaser that gave it, now waiting here. That releaser's checkout, finding nothing,
+    /// waits without the yield a hand-over asks of one that finds a connection.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_turn_handed_to_another_shard_lasts_there_as_long() {
+        let rig = Rig::with_fair_turn(1, Some(Duration::from_secs(3600))).await;
+        let (pool, handoff) = (&rig.pool, &Arc::clone(&rig.handoff));
+        let mut giver = handoff.claim_on(HERE);
+        let conn = pool.acquire().await.unwrap();
+        let mut taker = handoff.claim_on(THERE);
+        let mut wait = waiting(taker.source(Turn::Queue, false, || None));
+        handoff.turn_due_at_next_release(HERE);
+        let start = Instant::now();
+        giver.end(Some(conn), true);
+        let Some(Answer::Yours(mut conn)) = heard(&mut wait) else {
+            panic!("the turn did not go to the waiter in the other shard")
+        };
+        drop(wait);
+        assert!(handoff.turn_due_at() >= start + handoff.fair_every);
+
+        assert!(
+            HANDED_OVER.get(),
+            "a hand-over makes its thread's next checkout yield"
+        );
+        giver = handoff.claim_on(HERE);
+        let mut back = waiting(giver.source(Turn::Queue, false, || None));
+        assert!(
+            !HANDED_OVER.get(),
+            "a checkout that waits lets the waiter run without a yield"
+        );
+        for _ in 0..2 * RELEASES_PER_CLOCK {
+            HANDED_OVER.set(false);
+            taker.end(Some(conn), true);
+            assert!(
+                !HANDED_OVER.get(),
+                "handed back before the next turn was due"
+            );
+            taker = handoff.claim_on(THERE);
+            conn = ready(
+                taker.source(Turn::Queue, false, || None),
+                "its own connection back",
+            );
+        }
+        owed_looks_settled(handoff).await;
+        assert!(heard(&mut back).is_none(), "nothing parked for the waiter");
+        drop(back);
+        drop(giver);
+        taker.end(Some(conn), true);
         rig.finish().await;
     }
 

@@ -320,7 +320,6 @@ impl Db {
         holder: &'static str,
         turn: Turn,
     ) -> Result<(PoolConnection<Any>, Claim<'_>), DbError> {
-        handoff::yield_if_handed_over().await;
         let wait = self.shared.faults.next_await(None);
         wait.run(self.checkout_live(holder, turn)).await
     }
@@ -358,7 +357,10 @@ impl Db {
             true => None,
         };
         let mut wait = match claim.source(turn, false, idle) {
-            Source::Ready(conn) => return Ok(conn),
+            Source::Ready(conn) => {
+                handoff::yield_if_handed_over().await;
+                return Ok(conn);
+            }
             Source::Wait(wait) => wait,
         };
         let mut pooled = Box::pin(self.shared.pool.acquire());
