@@ -19,6 +19,7 @@ mod views;
 pub use error::DbError;
 pub use guard::{Session, Statement, Tx, get, sql};
 pub use ledger::{GuardKind, Holding, Ledger, LedgerView};
+pub use spin::{FAR_ANSWER_WINDOWS, FAR_ANSWERS_BEFORE_REST, REST_PROBE_EVERY};
 pub use sqlx::Row;
 pub use sqlx::any::AnyRow as DbRow;
 pub use views::{LeakReport, PoolView, ServerView, SessionViews};
@@ -62,8 +63,7 @@ pub struct PoolConfig {
     /// Connections are replaced after 30 minutes, bounding per-backend memory and statement caches.
     pub max_lifetime: Option<Duration>,
     /// How long a task polls for a statement's answer before it sleeps; at most
-    /// [`MAX_ANSWER_SPIN`]. SQLite: [`sqlite_answer_spin`]. PostgreSQL: none, a round trip
-    /// takes longer than a spin should.
+    /// [`MAX_ANSWER_SPIN`]. Both backends: [`answer_spin`].
     pub answer_spin: Duration,
 }
 
@@ -82,26 +82,27 @@ impl PoolConfig {
             test_before_acquire: false,
             idle_timeout: Some(Duration::from_secs(60)),
             max_lifetime: Some(Duration::from_secs(30 * 60)),
-            answer_spin: match backend {
-                Backend::Postgres => Duration::ZERO,
-                Backend::Sqlite => {
-                    sqlite_answer_spin(std::thread::available_parallelism().map_or(1, |n| n.get()))
-                }
-            },
+            answer_spin: answer_spin(std::thread::available_parallelism().map_or(1, |n| n.get())),
         }
     }
 }
 
-/// SQLite's answer spin for a process that may run on `cpus` CPUs (`available_parallelism`:
-/// the affinity mask and the cgroup quota). 50 µs with a CPU to spare: SQLite answers from its
-/// own thread, and an answer that found its task asleep woke a runtime worker as a searcher,
-/// which woke the other; on one connection both workers then slept once per statement, at a
-/// fifth of the rate, for seconds at a time. With 50 µs no 100 ms stretch of 2 or 128 tasks
-/// fell into that mode; with 20 µs up to 38% did (CONTRIBUTING.md, "Run longer, it has two
-/// modes"). None on one CPU: the spinning worker holds the CPU SQLite's thread needs to
-/// answer (under `taskset -c 0`, 0.98 of the rate without it at one task, 0.84 at 128), and
-/// tokio starts one worker there, so the two-worker mode cannot occur.
-pub fn sqlite_answer_spin(cpus: usize) -> Duration {
+/// The answer spin for a process that may run on `cpus` CPUs (`available_parallelism`: the
+/// affinity mask and the cgroup quota): 50 µs with a CPU to spare, none on one.
+///
+/// With a CPU to spare, an answer that found its task asleep woke a runtime worker for it, and
+/// on one connection the workers then slept once per statement. SQLite (its own thread
+/// answers): a mode lasting seconds at a fifth of the rate; with 50 µs no 100 ms stretch of 2
+/// or 128 tasks fell into it, with 20 µs up to 38% did (CONTRIBUTING.md, "Run longer, it has
+/// two modes"). PostgreSQL (a local server): 2 tasks did 0.59 of one task's `SELECT 1`, and
+/// 0.95 with 50 µs (CONTRIBUTING.md, "PostgreSQL's answer spin"). A server across a network
+/// costs one spin per [`REST_PROBE_EVERY`] statements: the spin rests after
+/// [`FAR_ANSWERS_BEFORE_REST`] answers in a row later than [`FAR_ANSWER_WINDOWS`] windows.
+///
+/// On one CPU the spinning worker holds the CPU a local database needs to answer (SQLite under
+/// `taskset -c 0`: 0.98 of the rate without it at one task, 0.84 at 128), and tokio starts one
+/// worker there, so the two-worker mode cannot occur.
+pub fn answer_spin(cpus: usize) -> Duration {
     if cpus > 1 {
         Duration::from_micros(50)
     } else {
@@ -839,24 +840,22 @@ mod tests {
     }
 
     #[test]
-    fn sqlite_spins_for_its_answer_only_with_a_cpu_to_spare() {
-        assert_eq!(sqlite_answer_spin(1), Duration::ZERO);
+    fn a_task_spins_for_its_answer_only_with_a_cpu_to_spare() {
+        assert_eq!(answer_spin(1), Duration::ZERO);
         for cpus in [2, 4, 64] {
-            let spin = sqlite_answer_spin(cpus);
+            let spin = answer_spin(cpus);
             assert!(
                 !spin.is_zero() && spin <= MAX_ANSWER_SPIN,
                 "{cpus} CPUs: {spin:?}"
             );
         }
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-        assert_eq!(
-            PoolConfig::for_backend(Backend::Sqlite).answer_spin,
-            sqlite_answer_spin(cpus)
-        );
-        assert_eq!(
-            PoolConfig::for_backend(Backend::Postgres).answer_spin,
-            Duration::ZERO
-        );
+        for backend in [Backend::Sqlite, Backend::Postgres] {
+            assert_eq!(
+                PoolConfig::for_backend(backend).answer_spin,
+                answer_spin(cpus)
+            );
+        }
     }
 
     #[test]
