@@ -95,8 +95,8 @@ impl PoolConfig {
 /// answers): a mode lasting seconds at a fifth of the rate; with 50 µs no 100 ms stretch of 2
 /// or 128 tasks fell into it, with 20 µs up to 38% did (CONTRIBUTING.md, "Run longer, it has
 /// two modes"). PostgreSQL (a local server): 2 tasks did 0.59 of one task's `SELECT 1`, and
-/// 0.95 with 50 µs (CONTRIBUTING.md, "PostgreSQL's answer spin"). A server across a network
-/// costs one spin per [`REST_PROBE_EVERY`] statements: the spin rests after
+/// 0.95-0.96 with 30-60 µs (CONTRIBUTING.md, "PostgreSQL's answer spin"). A server across a
+/// network costs one spin per [`REST_PROBE_EVERY`] statements: the spin rests after
 /// [`FAR_ANSWERS_BEFORE_REST`] answers in a row later than [`FAR_ANSWER_WINDOWS`] windows.
 ///
 /// On one CPU the spinning worker holds the CPU a local database needs to answer (SQLite under
