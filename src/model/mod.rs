@@ -5,7 +5,8 @@
 //! token issued is token 0. Time is a value (`now`), moved only by [`Model::advance`].
 //!
 //! Every operation checks its rules in a fixed order and refuses with the first that fails; the
-//! system checks in the same order, so the harness can require the *same* [`Rejection`].
+//! system checks in the same order, so the harness can require the *same*
+//! [`Rejection`](crate::domain::Rejection).
 //! Input validation (what is a crate name, a version, a scope, a redirect URI) is shared with
 //! the system through `domain/`; what this model states independently is behaviour over time:
 //! who owns what, which codes and tokens are alive, what a reuse revokes — and, in
