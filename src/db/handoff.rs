@@ -798,7 +798,8 @@ thread_local! {
 /// (three moves between shards per turn): 2 and 128 tasks did 0.87-0.91 of one task's rate on
 /// the bare cycle and 0.73-0.85 on SQLite's `SELECT 1`; 0.94-1.00 and 0.93-1.11 now. But on
 /// PostgreSQL's `SELECT 1` that wake had kept the idle worker stirring: without it two tasks
-/// read 0.58-0.66 of one, against 0.81-0.84 (CONTRIBUTING.md, "the fair turn's wake").
+/// read 0.58-0.66 of one, against 0.81-0.84 (CONTRIBUTING.md, "the fair turn's wake"). That
+/// gap is closed where it arises, in how a task waits for its answer (`db::answer_spin`).
 pub(crate) async fn yield_if_handed_over() {
     if !HANDED_OVER.replace(false) {
         return;
