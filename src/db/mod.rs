@@ -82,31 +82,38 @@ impl PoolConfig {
             test_before_acquire: false,
             idle_timeout: Some(Duration::from_secs(60)),
             max_lifetime: Some(Duration::from_secs(30 * 60)),
-            answer_spin: answer_spin(std::thread::available_parallelism().map_or(1, |n| n.get())),
+            answer_spin: answer_spin(
+                backend,
+                std::thread::available_parallelism().map_or(1, |n| n.get()),
+            ),
         }
     }
 }
 
 /// The answer spin for a process that may run on `cpus` CPUs (`available_parallelism`: the
-/// affinity mask and the cgroup quota): 50 µs with a CPU to spare, none on one.
+/// affinity mask and the cgroup quota): with a CPU to spare, 50 µs on SQLite and 100 µs on
+/// PostgreSQL; none on one CPU.
 ///
 /// With a CPU to spare, an answer that found its task asleep woke a runtime worker for it, and
 /// on one connection the workers then slept once per statement. SQLite (its own thread
 /// answers): a mode lasting seconds at a fifth of the rate; with 50 µs no 100 ms stretch of 2
 /// or 128 tasks fell into it, with 20 µs up to 38% did (CONTRIBUTING.md, "Run longer, it has
-/// two modes"). PostgreSQL (a local server): 2 tasks did 0.59 of one task's `SELECT 1`, and
-/// 0.95-0.96 with 30-60 µs (CONTRIBUTING.md, "PostgreSQL's answer spin"). A server across a
-/// network costs one spin per [`REST_PROBE_EVERY`] statements: the spin rests after
-/// [`FAR_ANSWERS_BEFORE_REST`] answers in a row later than [`FAR_ANSWER_WINDOWS`] windows.
+/// two modes"); 100 and 150 µs ran `SELECT 1` at 0.84-0.97 and 0.63-0.89 of 50 µs. A local
+/// PostgreSQL answers later: at 50 µs a third of its `SELECT 1` answers came after the window
+/// (a sleep and a wake each), and 128 tasks did 0.82-0.91 of one task's rate; at 100 µs 3-7%
+/// came after it, and 128 tasks did 0.97-1.02 (CONTRIBUTING.md, "PostgreSQL's answer spin").
+/// A server across a network costs one spin per [`REST_PROBE_EVERY`] statements: the spin
+/// rests after [`FAR_ANSWERS_BEFORE_REST`] answers in a row later than [`FAR_ANSWER_WINDOWS`]
+/// windows.
 ///
 /// On one CPU the spinning worker holds the CPU a local database needs to answer (SQLite under
 /// `taskset -c 0`: 0.98 of the rate without it at one task, 0.84 at 128), and tokio starts one
 /// worker there, so the two-worker mode cannot occur.
-pub fn answer_spin(cpus: usize) -> Duration {
-    if cpus > 1 {
-        Duration::from_micros(50)
-    } else {
-        Duration::ZERO
+pub fn answer_spin(backend: Backend, cpus: usize) -> Duration {
+    match (cpus > 1, backend) {
+        (false, _) => Duration::ZERO,
+        (true, Backend::Sqlite) => Duration::from_micros(50),
+        (true, Backend::Postgres) => Duration::from_micros(100),
     }
 }
 
@@ -841,21 +848,23 @@ mod tests {
 
     #[test]
     fn a_task_spins_for_its_answer_only_with_a_cpu_to_spare() {
-        assert_eq!(answer_spin(1), Duration::ZERO);
-        for cpus in [2, 4, 64] {
-            let spin = answer_spin(cpus);
-            assert!(
-                !spin.is_zero() && spin <= MAX_ANSWER_SPIN,
-                "{cpus} CPUs: {spin:?}"
-            );
-        }
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         for backend in [Backend::Sqlite, Backend::Postgres] {
+            assert_eq!(answer_spin(backend, 1), Duration::ZERO);
+            for cpus in [2, 4, 64] {
+                let spin = answer_spin(backend, cpus);
+                assert!(
+                    !spin.is_zero() && spin <= MAX_ANSWER_SPIN,
+                    "{backend:?} on {cpus} CPUs: {spin:?}"
+                );
+            }
             assert_eq!(
                 PoolConfig::for_backend(backend).answer_spin,
-                answer_spin(cpus)
+                answer_spin(backend, cpus)
             );
         }
+        // A local PostgreSQL answers later than SQLite's own thread.
+        assert!(answer_spin(Backend::Postgres, 2) > answer_spin(Backend::Sqlite, 2));
     }
 
     #[test]
