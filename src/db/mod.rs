@@ -99,9 +99,10 @@ impl PoolConfig {
 /// answers): a mode lasting seconds at a fifth of the rate; with 50 µs no 100 ms stretch of 2
 /// or 128 tasks fell into it, with 20 µs up to 38% did (CONTRIBUTING.md, "Run longer, it has
 /// two modes"); 100 and 150 µs ran `SELECT 1` at 0.73-0.97 and 0.63-0.89 of 50 µs. A local
-/// PostgreSQL answers later: at 50 µs a third of its `SELECT 1` answers came after the window
-/// (a sleep and a wake each), and 128 tasks did 0.82-0.91 of one task's rate; at 100 µs 3-7%
-/// came after it, and 128 tasks did 0.96-1.02 (CONTRIBUTING.md, "PostgreSQL's answer spin").
+/// PostgreSQL answers later: at 50 µs a third to two thirds of its `SELECT 1` answers came
+/// after the window (a sleep and a wake each), and 128 tasks did 0.82-0.91 of one task's rate;
+/// at 100 µs 3-7% came after it, and 128 tasks did 0.96-1.02 (CONTRIBUTING.md, "PostgreSQL's
+/// answer spin").
 /// A server across a network costs one spin per [`REST_PROBE_EVERY`] statements: the spin
 /// rests after [`FAR_ANSWERS_BEFORE_REST`] answers in a row later than [`FAR_ANSWER_WINDOWS`]
 /// windows.
