@@ -102,10 +102,9 @@ impl PoolConfig {
 /// PostgreSQL answers later: at 50 µs a third to two thirds of its `SELECT 1` answers came
 /// after the window (a sleep and a wake each), and 128 tasks did 0.82-0.91 of one task's rate;
 /// at 100 µs 3-7% came after it, and 128 tasks did 0.96-1.02 (CONTRIBUTING.md, "PostgreSQL's
-/// answer spin").
-/// A server across a network costs one spin per [`REST_PROBE_EVERY`] statements: the spin
-/// rests after [`FAR_ANSWERS_BEFORE_REST`] answers in a row later than [`FAR_ANSWER_WINDOWS`]
-/// windows.
+/// answer spin"). A server across a network costs one spin per [`REST_PROBE_EVERY`]
+/// statements: the spin rests after [`FAR_ANSWERS_BEFORE_REST`] answers in a row later than
+/// [`FAR_ANSWER_WINDOWS`] windows.
 ///
 /// On one CPU the spinning worker holds the CPU a local database needs to answer (SQLite under
 /// `taskset -c 0`: 0.98 of the rate without it at one task, 0.84 at 128), and tokio starts one
