@@ -56,7 +56,8 @@
 //!   passed over for at most about that long per waiter ahead of it.
 //!
 //! A waiting checkout also waits on sqlx's pool (for a new connection, or one a guard could
-//! not hand over), whichever comes first. Only a clean connection is parked or handed over:
+//! not hand over), whichever comes first; what sqlx gives a wait that a hand-over served is
+//! parked as a release would park it ([`Handoff::adopt`]). Only a clean connection is parked or handed over:
 //! no statement in flight, no transaction open, no error seen. Anything else takes sqlx's path
 //! (its ping, or a close), as before.
 
@@ -556,12 +557,29 @@ impl Handoff {
     }
 
     fn claim_on(self: &Arc<Self>, shard: usize) -> Claim<'_> {
+        self.begin_on(shard, true)
+    }
+
+    /// A connection that sqlx gave a wait which no longer needed it (`Db::finish_connecting`)
+    /// joins the parked ones as a guard's release would: to a waiter, else parked, else, with
+    /// no claim left, back to sqlx at the sweep. Dropped into sqlx's idle queue instead, it
+    /// stayed out of use under load with `test_before_acquire` on: no checkout takes from that
+    /// queue untested, and a waiter's tested acquire there mostly lost to a hand-over, whose
+    /// finisher put it back. So a slice of the bare cycle that began with a connection there
+    /// ran on one connection of two: 8 and 32 tasks did 0.85 of two tasks' rate, 0.97-0.98
+    /// adopted (benches/pool.rs, CONTRIBUTING.md).
+    pub(crate) fn adopt(self: &Arc<Self>, conn: Conn) {
+        self.begin_on(shard::home(), false).end(Some(conn), true);
+    }
+
+    /// A claim; `take`: with a parked connection if one is free.
+    fn begin_on(self: &Arc<Self>, shard: usize, take: bool) -> Claim<'_> {
         if self.used.load(Ordering::Relaxed) & (1 << shard) == 0 {
             self.used.fetch_or(1 << shard, Ordering::SeqCst);
         }
         let mut state = self.lock(shard);
         state.claims += 1;
-        let parked = state.take_parked(false);
+        let parked = if take { state.take_parked(false) } else { None };
         self.settle(&mut state);
         drop(state);
         Claim {
@@ -579,6 +597,12 @@ impl Handoff {
     pub(crate) fn turn_due_at_next_release(&self, shard: usize) {
         self.lock(shard).unclocked = RELEASES_PER_CLOCK - 1;
         self.set_turn_due(Instant::now());
+    }
+
+    /// Connections parked, in every shard.
+    #[cfg(test)]
+    pub(crate) fn parked(&self) -> usize {
+        (0..SHARDS).map(|shard| self.lock(shard).parked.len()).sum()
     }
 
     /// Checkouts queued, in every shard.
@@ -1090,13 +1114,6 @@ mod tests {
     use super::*;
     use crate::db::scratch::Scratch;
 
-    /// Parked in every shard.
-    fn parked(handoff: &Handoff) -> usize {
-        (0..SHARDS)
-            .map(|shard| handoff.lock(shard).parked.len())
-            .sum()
-    }
-
     /// The shard of the test's thread, where its claims are.
     fn home(handoff: &Handoff) -> MutexGuard<'_, State> {
         handoff.lock(shard::home())
@@ -1135,7 +1152,7 @@ mod tests {
         /// With every claim ended, nothing stays parked; then the pool and file go.
         async fn finish(self) {
             self.handoff.release_idle();
-            assert_eq!(parked(&self.handoff), 0);
+            assert_eq!(self.handoff.parked(), 0);
             self.pool.close().await;
             self.scratch.remove().await.unwrap();
         }
@@ -1151,25 +1168,25 @@ mod tests {
         let mut first = handoff.claim();
         let beside = handoff.claim();
         first.end(Some(pool.acquire().await.unwrap()), true);
-        assert_eq!(parked(handoff), 1, "parked while another claim is live");
+        assert_eq!(handoff.parked(), 1, "parked while another claim is live");
         handoff.release_idle();
-        assert_eq!(parked(handoff), 1, "a live claim may still take it");
+        assert_eq!(handoff.parked(), 1, "a live claim may still take it");
         drop(beside);
-        assert_eq!(parked(handoff), 1, "the last claim schedules a sweep");
+        assert_eq!(handoff.parked(), 1, "the last claim schedules a sweep");
         assert!(home(handoff).sweep_due);
         handoff.release_idle();
-        assert_eq!(parked(handoff), 0, "no claim live: back to sqlx at once");
+        assert_eq!(handoff.parked(), 0, "no claim live: back to sqlx at once");
 
         let mut last = handoff.claim();
         last.end(Some(pool.acquire().await.unwrap()), true);
-        assert_eq!(parked(handoff), 1);
+        assert_eq!(handoff.parked(), 1);
         tokio::time::sleep(LINGER * 5).await;
-        assert_eq!(parked(handoff), 0, "the sweep sent it back");
+        assert_eq!(handoff.parked(), 0, "the sweep sent it back");
         assert!(!home(handoff).sweep_due);
 
         let mut unclean = handoff.claim();
         unclean.end(Some(pool.acquire().await.unwrap()), false);
-        assert_eq!(parked(handoff), 0, "an unclean connection is never parked");
+        assert_eq!(handoff.parked(), 0, "an unclean connection is never parked");
         rig.finish().await;
     }
 
@@ -1182,19 +1199,19 @@ mod tests {
         let beside = handoff.claim();
         let mut first = handoff.claim();
         first.end(Some(pool.acquire().await.unwrap()), true);
-        assert_eq!(parked(handoff), 1);
+        assert_eq!(handoff.parked(), 1);
 
         let unsourced = handoff.claim();
-        assert_eq!(parked(handoff), 0, "taken with the claim");
+        assert_eq!(handoff.parked(), 0, "taken with the claim");
         drop(unsourced);
-        assert_eq!(parked(handoff), 1, "given back, still clean");
+        assert_eq!(handoff.parked(), 1, "given back, still clean");
 
         let mut sourced = handoff.claim();
         let conn = ready(
             sourced.source(Turn::Queue, false, || None),
             "the connection taken with the claim",
         );
-        assert_eq!(parked(handoff), 0);
+        assert_eq!(handoff.parked(), 0);
         sourced.end(Some(conn), true);
         drop(beside);
         rig.finish().await;
@@ -1362,7 +1379,7 @@ mod tests {
         let mut next_wait = waiting(next.source(Turn::Queue, false, || None));
 
         holder.end(Some(conn), true);
-        assert_eq!(parked(handoff), 1);
+        assert_eq!(handoff.parked(), 1);
         owed_looks_settled(handoff).await;
         assert!(heard(&mut next_wait).is_none(), "only the oldest is told");
         drop(gone_wait);
@@ -1386,7 +1403,7 @@ mod tests {
         let mut last_wait = waiting(last.source(Turn::Queue, false, || None));
         handoff.turn_due_at_next_release(shard::home());
         next.end(Some(conn), true);
-        assert_eq!(parked(handoff), 0, "handed over outright");
+        assert_eq!(handoff.parked(), 0, "handed over outright");
         drop(left_wait);
         drop(gone_wait);
         assert_eq!(
@@ -1469,7 +1486,7 @@ mod tests {
         );
         handoff.turn_due_at_next_release(shard::home());
         holder.end(Some(conn), true);
-        assert_eq!((parked(handoff), home(handoff).reserved), (1, 1));
+        assert_eq!((handoff.parked(), home(handoff).reserved), (1, 1));
 
         let mut later = handoff.claim();
         let later_wait = waiting(later.source(Turn::Queue, false, || None));
@@ -1513,7 +1530,7 @@ mod tests {
         handoff.follow(given);
         holder.end(None, false);
         owed_looks_settled(handoff).await;
-        assert_eq!(parked(handoff), 1, "parked, for the next checkout");
+        assert_eq!(handoff.parked(), 1, "parked, for the next checkout");
         assert!(!home(handoff).told, "nobody left to tell");
         drop(wait);
         drop(waiter);
@@ -1566,7 +1583,7 @@ mod tests {
             here.source(Turn::Queue, false, || None),
             "the connection parked in the other shard",
         );
-        assert_eq!(parked(handoff), 0);
+        assert_eq!(handoff.parked(), 0);
         assert_eq!(flags(handoff), 0, "no one waits");
         here.end(Some(conn), true);
         drop(beside);
@@ -1632,7 +1649,7 @@ mod tests {
             "the connection parked in the releaser's shard",
         )
         .await;
-        assert_eq!(parked(handoff), 0);
+        assert_eq!(handoff.parked(), 0);
         assert_eq!(flags(handoff), 0, "lowered once the waiter was served");
         waiter.end(Some(conn), true);
         rig.finish().await;

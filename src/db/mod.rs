@@ -411,7 +411,7 @@ impl Db {
     }
 
     /// A checkout served by a hand-over hands its wait on sqlx's pool to a task that finishes
-    /// it and returns what it gets to the pool idle: the wait may be opening a connection (on
+    /// it and parks what it gets (`Handoff::adopt`): the wait may be opening a connection (on
     /// PostgreSQL, a backend forked for it). Dropped instead, every new connection was thrown
     /// away half-open while hand-overs kept coming (every ~100 µs, a connect takes
     /// milliseconds): under load the pool never grew, and 200 one-statement operations on 8
@@ -428,8 +428,11 @@ impl Db {
             return;
         }
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let handoff = Arc::clone(&self.shared.handoff);
             runtime.spawn(async move {
-                drop(pooled.await);
+                if let Ok(conn) = pooled.await {
+                    handoff.adopt(conn);
+                }
                 drop(finisher);
             });
         }
@@ -813,6 +816,43 @@ mod tests {
 
         drop(again);
         waiter.await.unwrap();
+        let views = db.close(SETTLE_DEADLINE).await.unwrap();
+        assert!(views.is_closed(), "{views}");
+        scratch.remove().await.unwrap();
+    }
+
+    /// A wait a hand-over served leaves its acquire on sqlx's pool to a finisher; what that
+    /// acquire gets joins the parked connections, where the next checkout finds it, rather
+    /// than sqlx's idle queue, which with `test_before_acquire` no checkout takes from.
+    #[tokio::test(flavor = "current_thread")]
+    async fn what_a_finisher_gets_is_parked_for_the_next_checkout() {
+        let scratch = scratch::Scratch::sqlite().unwrap();
+        let config = PoolConfig {
+            max_connections: 2,
+            test_before_acquire: true,
+            ..PoolConfig::for_backend(Backend::Sqlite)
+        };
+        let db = Db::connect_with(&scratch.url, config).await.unwrap();
+        let held = db.session("test.held").await.unwrap();
+        db.finish_connecting(Box::pin(db.shared.pool.acquire()));
+        let started = Instant::now();
+        while db.shared.finishing.load(Ordering::Acquire) > 0 {
+            assert!(
+                started.elapsed() < SETTLE_DEADLINE,
+                "the finisher never ended"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        assert_eq!(db.pool_view(), PoolView { size: 2, idle: 0 });
+        assert_eq!(
+            db.shared.handoff.parked(),
+            1,
+            "the finisher's connection is parked"
+        );
+        let next = db.session("test.next").await.unwrap();
+        assert_eq!(db.shared.handoff.parked(), 0, "the next checkout took it");
+
+        drop((held, next));
         let views = db.close(SETTLE_DEADLINE).await.unwrap();
         assert!(views.is_closed(), "{views}");
         scratch.remove().await.unwrap();
