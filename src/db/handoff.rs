@@ -57,9 +57,9 @@
 //!
 //! A waiting checkout also waits on sqlx's pool (for a new connection, or one a guard could
 //! not hand over), whichever comes first; what sqlx gives a wait that a hand-over served is
-//! parked as a release would park it ([`Handoff::adopt`]). Only a clean connection is parked or handed over:
-//! no statement in flight, no transaction open, no error seen. Anything else takes sqlx's path
-//! (its ping, or a close), as before.
+//! parked as a release would park it ([`Handoff::adopt`]). Only a clean connection is parked
+//! or handed over: no statement in flight, no transaction open, no error seen. Anything else
+//! takes sqlx's path (its ping, or a close), as before.
 
 use super::shard::{self, SHARDS};
 use crossbeam_utils::CachePadded;
