@@ -20,7 +20,11 @@
 //! connection to the oldest waiter outright, so no waiter is passed over for long; if the
 //! releasing thread's next checkout finds a connection at once, it yields before using it
 //! ([`yield_if_handed_over`]), so that waiter runs rather than waits behind the task that gave
-//! it its connection; if it must wait, the waiter runs next anyway.
+//! it its connection; if it must wait, the waiter runs next anyway. So it waits rather than
+//! take a connection parked in another shard that a look or a sweep will bring to a waiter
+//! anyway ([`State::covered`]): on the bare cycle past the pool's size that was the one another
+//! thread's task was between two checkouts with, and that task waited in turn, until every task
+//! of its thread waited and the thread slept.
 //!
 //! Sharded by thread (`shard.rs`): a claim, its wait and the connection it parks belong to the
 //! shard of the thread that began it, so two cores checking out do not pass one lock between
@@ -49,7 +53,9 @@
 //!   Across shards: a look owed where no one waits tells a waiter in another shard; and a
 //!   checkout about to wait looks in every other shard after it has raised its shard's bit,
 //!   so a connection parked elsewhere at the same moment is either seen by it or parked with
-//!   a look owed to it.
+//!   a look owed to it. Right after its thread's hand-over it passes over only connections
+//!   that reach a waiter without it: a look is due in their shard, or no claim is live there
+//!   (the sweep sends them to sqlx, where every waiting checkout also waits).
 //! - Releases hand over outright at least once per [`FAIR_TURN`] divided among the pool's
 //!   connections (give or take [`RELEASES_PER_CLOCK`] releases): to the oldest waiter of all
 //!   shards, or, if that is this shard's told waiter, kept parked for it alone. So a waiter is
@@ -473,6 +479,16 @@ impl State {
         parked
     }
 
+    /// What is parked here reaches a checkout waiting in another shard without its looking.
+    /// One connection, and a waiter is told or a look is owed: the look takes it, or is passed
+    /// on to a waiter of some shard, which looks in every shard. Or no claim is live: the next
+    /// claim here takes it, or the sweep sends it to sqlx within [`LINGER`], where every
+    /// waiting checkout also waits. A look covers one connection; and parked beside a live
+    /// claim with no look due, one could stay there as long as that claim lives.
+    fn covered(&self) -> bool {
+        self.parked.len() == 1 && (self.told || self.owed || self.claims == 0)
+    }
+
     /// Whether a sweep must be scheduled: no claim is live, something is parked, and no sweep
     /// is due yet (it is due from here on).
     fn sweep_needed(&mut self) -> bool {
@@ -746,13 +762,17 @@ impl Handoff {
     }
 
     /// A connection parked in a shard other than `home`, free to take (not kept for a told
-    /// waiter there), for a checkout of `home` about to wait.
-    fn take_elsewhere(&self, home: usize) -> Option<Conn> {
+    /// waiter there), for a checkout of `home` about to wait. `leave_covered`: not one that
+    /// reaches a waiter without this look ([`State::covered`]).
+    fn take_elsewhere(&self, home: usize, leave_covered: bool) -> Option<Conn> {
         let others = self.used.load(Ordering::SeqCst) & !(1 << home);
         (0..SHARDS)
             .filter(|shard| others & (1 << shard) != 0)
             .find_map(|shard| {
                 let mut state = self.lock(shard);
+                if leave_covered && state.covered() {
+                    return None;
+                }
                 let conn = state.take_parked(false);
                 self.settle(&mut state);
                 conn
@@ -919,7 +939,12 @@ impl Claim<'_> {
         // Then one parked in another shard, before sqlx's idle queue: a caller whose next
         // operation runs on another worker thread would otherwise leave its last connection
         // to the sweep, and to sqlx's release ping.
-        if let Some(conn) = mine.or_else(|| self.handoff.take_elsewhere(self.shard)) {
+        // Right after this thread handed its connection over, the waiter it woke runs next
+        // here anyway; what another shard's task is taking back between two checkouts is left
+        // to it.
+        let leave_covered = !told && HANDED_OVER.get();
+        if let Some(conn) = mine.or_else(|| self.handoff.take_elsewhere(self.shard, leave_covered))
+        {
             return Source::Ready(conn);
         }
         let wait = {
@@ -952,7 +977,7 @@ impl Claim<'_> {
                 Source::Wait(wait) => wait,
             }
         };
-        let Some(conn) = self.handoff.take_elsewhere(self.shard) else {
+        let Some(conn) = self.handoff.take_elsewhere(self.shard, leave_covered) else {
             return Source::Wait(wait);
         };
         // The wait, dropped, passes on anything sent to it meanwhile; then its entry goes, so
@@ -1052,11 +1077,16 @@ impl Drop for Wait {
             state.drop_gone(false);
             let given = match unheard {
                 Answer::Yours(conn) => state.give(conn, &self.handoff),
-                // The word passes on, wherever the parked connection is.
+                // The word passes on, wherever the parked connection is: to another shard's
+                // oldest waiter if none is left here (it looks in every shard).
                 Answer::Look => {
                     state.told = false;
                     state.tell_to_look_elsewhere();
-                    Given::Kept
+                    let elsewhere = self.handoff.elsewhere(self.shard) & ALL_SHARDS;
+                    match state.told {
+                        true => Given::Kept,
+                        false => state.next_turn(elsewhere).map_or(Given::Kept, Given::Tell),
+                    }
                 }
             };
             // Dropped after its checkout's claim: the sweep that claim's end would schedule.
@@ -1428,6 +1458,35 @@ mod tests {
         rig.finish().await;
     }
 
+    /// A told waiter that goes away with no waiter left in its shard passes the word to a
+    /// waiter in another: a checkout that waited rather than take what the word was about
+    /// ([`State::covered`]) is told in its place.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_told_waiter_that_goes_away_passes_the_word_to_another_shard_if_none_is_left() {
+        let rig = Rig::new(1).await;
+        let (pool, handoff) = (&rig.pool, &Arc::clone(&rig.handoff));
+        let mut holder = handoff.claim_on(THERE);
+        let conn = pool.acquire().await.unwrap();
+        let mut told = handoff.claim_on(THERE);
+        let told_wait = waiting(told.source(Turn::Queue, false, || None));
+        holder.end(Some(conn), true);
+        owed_looks_settled(handoff).await;
+        assert!(
+            handoff.lock(THERE).told,
+            "the waiter there was told to look"
+        );
+
+        HANDED_OVER.set(true);
+        let mut here = handoff.claim_on(HERE);
+        let wait = waiting(here.source(Turn::Queue, false, || None));
+        drop(told_wait);
+        drop(told);
+        let conn = looks_and_takes(handoff, &mut here, wait, "the word passed on").await;
+        assert_eq!(handoff.parked(), 0);
+        here.end(Some(conn), true);
+        rig.finish().await;
+    }
+
     /// A checkout that stops waiting before any answer (sqlx's pool served it first) leaves
     /// its entry closed in the queue; the next release clears it, so it owes nobody a look
     /// and the shard stops counting as waited on.
@@ -1586,6 +1645,124 @@ mod tests {
         assert_eq!(handoff.parked(), 0);
         assert_eq!(flags(handoff), 0, "no one waits");
         here.end(Some(conn), true);
+        drop(beside);
+        rig.finish().await;
+    }
+
+    /// Right after its thread handed a connection over, a checkout about to wait leaves one
+    /// parked in another shard with a look owed there: the look reaches it (here, the
+    /// checkout itself). Taking it instead took, on the bare cycle past the pool's size, the
+    /// connection another thread's task was between two checkouts with, and that task waited.
+    #[tokio::test(flavor = "current_thread")]
+    async fn after_a_hand_over_a_checkout_leaves_a_connection_covered_by_a_look_owed() {
+        let rig = Rig::with_fair_turn(2, Some(Duration::from_secs(3600))).await;
+        let (pool, handoff) = (&rig.pool, &Arc::clone(&rig.handoff));
+        let mut giver = handoff.claim_on(HERE);
+        let given = pool.acquire().await.unwrap();
+        let mut there = handoff.claim_on(THERE);
+        let parked = pool.acquire().await.unwrap();
+        let mut waiter = handoff.claim_on(HERE);
+        let mut wait = waiting(waiter.source(Turn::Queue, false, || None));
+        there.end(Some(parked), true);
+        assert!(handoff.lock(THERE).owed, "parked there with a look owed");
+
+        handoff.turn_due_at_next_release(HERE);
+        giver.end(Some(given), true);
+        let Some(Answer::Yours(given)) = heard(&mut wait) else {
+            panic!("the turn did not go to the waiter")
+        };
+        drop(wait);
+        assert!(HANDED_OVER.get(), "a hand-over on this thread");
+        let mut next = handoff.claim_on(HERE);
+        let wait = waiting(next.source(Turn::Queue, false, || None));
+        assert_eq!(handoff.lock(THERE).parked.len(), 1, "left where it was");
+        let taken = looks_and_takes(handoff, &mut next, wait, "told by the look owed there").await;
+        assert_eq!(handoff.parked(), 0);
+        next.end(Some(taken), true);
+        waiter.end(Some(given), true);
+        rig.finish().await;
+    }
+
+    /// Right after a hand-over, a checkout about to wait still takes a connection parked in
+    /// another shard beside a live claim with no look owed: nothing else would bring it to a
+    /// waiter while that claim lives.
+    #[tokio::test(flavor = "current_thread")]
+    async fn after_a_hand_over_a_checkout_takes_a_connection_no_look_covers() {
+        let rig = Rig::with_fair_turn(2, Some(Duration::from_secs(3600))).await;
+        let (pool, handoff) = (&rig.pool, &Arc::clone(&rig.handoff));
+        let beside = handoff.claim_on(THERE);
+        let mut giver = handoff.claim_on(HERE);
+        let given = pool.acquire().await.unwrap();
+        let mut there = handoff.claim_on(THERE);
+        let parked = pool.acquire().await.unwrap();
+        let mut waiter = handoff.claim_on(HERE);
+        let mut wait = waiting(waiter.source(Turn::Queue, false, || None));
+        handoff.turn_due_at_next_release(HERE);
+        giver.end(Some(given), true);
+        let Some(Answer::Yours(given)) = heard(&mut wait) else {
+            panic!("the turn did not go to the waiter")
+        };
+        drop(wait);
+        there.end(Some(parked), true);
+        assert!(
+            {
+                let state = handoff.lock(THERE);
+                state.parked.len() == 1 && !state.owed && !state.told && state.claims == 1
+            },
+            "parked there beside a live claim, with no look due"
+        );
+
+        assert!(HANDED_OVER.get(), "a hand-over on this thread");
+        let mut next = handoff.claim_on(HERE);
+        let taken = ready(
+            next.source(Turn::Queue, false, || None),
+            "the connection parked beside a live claim",
+        );
+        assert_eq!(handoff.parked(), 0);
+        next.end(Some(taken), true);
+        waiter.end(Some(given), true);
+        drop(beside);
+        rig.finish().await;
+    }
+
+    /// Right after a hand-over, a checkout about to wait takes one of two connections parked
+    /// in another shard under one look owed: that look tells one waiter, who takes one.
+    #[tokio::test(flavor = "current_thread")]
+    async fn after_a_hand_over_a_checkout_takes_one_of_two_under_one_look() {
+        let rig = Rig::with_fair_turn(3, Some(Duration::from_secs(3600))).await;
+        let (pool, handoff) = (&rig.pool, &Arc::clone(&rig.handoff));
+        let beside = handoff.claim_on(THERE);
+        let mut giver = handoff.claim_on(HERE);
+        let given = pool.acquire().await.unwrap();
+        let conns = [pool.acquire().await.unwrap(), pool.acquire().await.unwrap()];
+        let mut waiter = handoff.claim_on(HERE);
+        let mut wait = waiting(waiter.source(Turn::Queue, false, || None));
+        for conn in conns {
+            handoff.begin_on(THERE, false).end(Some(conn), true);
+        }
+        assert!(
+            {
+                let state = handoff.lock(THERE);
+                state.parked.len() == 2 && state.owed
+            },
+            "two parked there under one look owed"
+        );
+        handoff.turn_due_at_next_release(HERE);
+        giver.end(Some(given), true);
+        let Some(Answer::Yours(given)) = heard(&mut wait) else {
+            panic!("the turn did not go to the waiter")
+        };
+        drop(wait);
+
+        assert!(HANDED_OVER.get(), "a hand-over on this thread");
+        let mut next = handoff.claim_on(HERE);
+        let taken = ready(
+            next.source(Turn::Queue, false, || None),
+            "one of two under one look",
+        );
+        owed_looks_settled(handoff).await;
+        next.end(Some(taken), true);
+        waiter.end(Some(given), true);
         drop(beside);
         rig.finish().await;
     }
