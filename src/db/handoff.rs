@@ -940,8 +940,8 @@ impl Claim<'_> {
         // operation runs on another worker thread would otherwise leave its last connection
         // to the sweep, and to sqlx's release ping.
         // Right after this thread handed its connection over, the waiter it woke runs next
-        // here anyway; what another shard's task is taking back between two checkouts is left
-        // to it.
+        // here anyway: a connection another shard's task parked between two of its checkouts
+        // stays there if a look or the sweep covers it (`State::covered`).
         let leave_covered = !told && HANDED_OVER.get();
         if let Some(conn) = mine.or_else(|| self.handoff.take_elsewhere(self.shard, leave_covered))
         {
@@ -1077,8 +1077,8 @@ impl Drop for Wait {
             state.drop_gone(false);
             let given = match unheard {
                 Answer::Yours(conn) => state.give(conn, &self.handoff),
-                // The word passes on, wherever the parked connection is: to another shard's
-                // oldest waiter if none is left here (it looks in every shard).
+                // The word passes on, wherever the parked connection is: to a waiter in
+                // another shard if none is left here (it looks in every shard).
                 Answer::Look => {
                     state.told = false;
                     state.tell_to_look_elsewhere();
