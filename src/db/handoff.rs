@@ -1649,6 +1649,24 @@ mod tests {
         rig.finish().await;
     }
 
+    /// `giver`, in `HERE`, ends its claim with `conn` at a fair turn due now: the waiter of
+    /// `wait` gets it, and this thread has handed over. Returns what the waiter got.
+    fn handed_over_at_a_turn(
+        handoff: &Handoff,
+        giver: &mut Claim<'_>,
+        conn: Conn,
+        mut wait: Wait,
+    ) -> Conn {
+        handoff.turn_due_at_next_release(HERE);
+        giver.end(Some(conn), true);
+        let Some(Answer::Yours(conn)) = heard(&mut wait) else {
+            panic!("the turn did not go to the waiter")
+        };
+        drop(wait);
+        assert!(HANDED_OVER.get(), "a hand-over on this thread");
+        conn
+    }
+
     /// Right after its thread handed a connection over, a checkout about to wait leaves one
     /// parked in another shard with a look owed there: the look reaches it (here, the
     /// checkout itself). Taking it instead took, on the bare cycle past the pool's size, the
@@ -1662,17 +1680,11 @@ mod tests {
         let mut there = handoff.claim_on(THERE);
         let parked = pool.acquire().await.unwrap();
         let mut waiter = handoff.claim_on(HERE);
-        let mut wait = waiting(waiter.source(Turn::Queue, false, || None));
+        let wait = waiting(waiter.source(Turn::Queue, false, || None));
         there.end(Some(parked), true);
         assert!(handoff.lock(THERE).owed, "parked there with a look owed");
 
-        handoff.turn_due_at_next_release(HERE);
-        giver.end(Some(given), true);
-        let Some(Answer::Yours(given)) = heard(&mut wait) else {
-            panic!("the turn did not go to the waiter")
-        };
-        drop(wait);
-        assert!(HANDED_OVER.get(), "a hand-over on this thread");
+        let given = handed_over_at_a_turn(handoff, &mut giver, given, wait);
         let mut next = handoff.claim_on(HERE);
         let wait = waiting(next.source(Turn::Queue, false, || None));
         assert_eq!(handoff.lock(THERE).parked.len(), 1, "left where it was");
@@ -1696,13 +1708,8 @@ mod tests {
         let mut there = handoff.claim_on(THERE);
         let parked = pool.acquire().await.unwrap();
         let mut waiter = handoff.claim_on(HERE);
-        let mut wait = waiting(waiter.source(Turn::Queue, false, || None));
-        handoff.turn_due_at_next_release(HERE);
-        giver.end(Some(given), true);
-        let Some(Answer::Yours(given)) = heard(&mut wait) else {
-            panic!("the turn did not go to the waiter")
-        };
-        drop(wait);
+        let wait = waiting(waiter.source(Turn::Queue, false, || None));
+        let given = handed_over_at_a_turn(handoff, &mut giver, given, wait);
         there.end(Some(parked), true);
         assert!(
             {
@@ -1712,7 +1719,6 @@ mod tests {
             "parked there beside a live claim, with no look due"
         );
 
-        assert!(HANDED_OVER.get(), "a hand-over on this thread");
         let mut next = handoff.claim_on(HERE);
         let taken = ready(
             next.source(Turn::Queue, false, || None),
@@ -1736,7 +1742,7 @@ mod tests {
         let given = pool.acquire().await.unwrap();
         let conns = [pool.acquire().await.unwrap(), pool.acquire().await.unwrap()];
         let mut waiter = handoff.claim_on(HERE);
-        let mut wait = waiting(waiter.source(Turn::Queue, false, || None));
+        let wait = waiting(waiter.source(Turn::Queue, false, || None));
         for conn in conns {
             handoff.begin_on(THERE, false).end(Some(conn), true);
         }
@@ -1747,14 +1753,8 @@ mod tests {
             },
             "two parked there under one look owed"
         );
-        handoff.turn_due_at_next_release(HERE);
-        giver.end(Some(given), true);
-        let Some(Answer::Yours(given)) = heard(&mut wait) else {
-            panic!("the turn did not go to the waiter")
-        };
-        drop(wait);
+        let given = handed_over_at_a_turn(handoff, &mut giver, given, wait);
 
-        assert!(HANDED_OVER.get(), "a hand-over on this thread");
         let mut next = handoff.claim_on(HERE);
         let taken = ready(
             next.source(Turn::Queue, false, || None),
