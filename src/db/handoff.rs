@@ -1843,20 +1843,11 @@ mod tests {
         let mut giver = handoff.claim_on(HERE);
         let conn = pool.acquire().await.unwrap();
         let mut taker = handoff.claim_on(THERE);
-        let mut wait = waiting(taker.source(Turn::Queue, false, || None));
-        handoff.turn_due_at_next_release(HERE);
+        let wait = waiting(taker.source(Turn::Queue, false, || None));
         let start = Instant::now();
-        giver.end(Some(conn), true);
-        let Some(Answer::Yours(mut conn)) = heard(&mut wait) else {
-            panic!("the turn did not go to the waiter in the other shard")
-        };
-        drop(wait);
+        let mut conn = handed_over_at_a_turn(handoff, &mut giver, conn, wait);
         assert!(handoff.turn_due_at() >= start + handoff.fair_every);
 
-        assert!(
-            HANDED_OVER.get(),
-            "a hand-over makes its thread's next checkout yield"
-        );
         giver = handoff.claim_on(HERE);
         let mut back = waiting(giver.source(Turn::Queue, false, || None));
         assert!(
